@@ -1,0 +1,18 @@
+//! tollgate: an OpenAI-compatible LLM gateway on Pingora.
+//!
+//! Services send OpenAI chat requests; tollgate picks a model, translates the request into
+//! the provider's wire format, relays the (streamed) answer back in OpenAI format, and
+//! accounts for its cost. Modules, one concern each:
+//!
+//! - [`api`]: the OpenAI client surface (request, response and chunk types).
+//! - [`providers`]: pure translators per provider, SSE parsing, credentials.
+//! - [`config`]: `routes.toml` schema, validation with line numbers.
+//! - [`proxy`]: the Pingora service that owns each upstream exchange.
+//! - [`sim`]: simulated providers speaking each provider's wire format, for demo and tests.
+//! - [`error`]: `GatewayError`, the single mapping from failure to client response.
+
+pub mod api;
+pub mod error;
+pub mod providers;
+pub mod tokens;
+pub mod usage;
