@@ -12,7 +12,9 @@
 //! - [`error`]: `GatewayError`, the single mapping from failure to client response.
 
 pub mod api;
+pub mod config;
 pub mod error;
+pub mod money;
 pub mod providers;
 pub mod tokens;
 pub mod usage;

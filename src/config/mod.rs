@@ -1,0 +1,180 @@
+//! Runtime configuration: the validated, immutable form of `routes.toml`.
+//!
+//! [`Config::parse`] reads the file, checks everything, and reports *every* problem with its
+//! line (see [`validate`]). A `Config` is shared as `Arc<Config>`; reloads build a new one and
+//! swap it in, so a request always sees one consistent snapshot.
+
+mod locate;
+pub mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::money::Decimal9;
+use crate::providers::{CortexMode, ProviderKind};
+
+pub use validate::{ConfigErrors, Problem};
+
+/// Reserved model name: let tollgate choose.
+pub const AUTO_MODEL: &str = "auto";
+
+/// A validated `routes.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerSettings,
+    /// The model `auto` resolves to.
+    pub default_model: String,
+    pub providers: BTreeMap<String, Arc<ProviderConfig>>,
+    pub models: BTreeMap<String, Arc<ModelConfig>>,
+    /// Alias → model name.
+    pub aliases: BTreeMap<String, String>,
+    /// Short content hash of the source text; changes with every edit.
+    pub version: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub admin_listen: Option<String>,
+    pub threads: usize,
+    pub max_body_bytes: usize,
+    pub max_sse_event_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// Where a provider lives, parsed from `base_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without trailing slash (often empty).
+    pub path_prefix: String,
+}
+
+impl BaseUrl {
+    /// `host` or `host:port` as the `Host` header wants it.
+    pub fn authority(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        if self.port == default {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Where a provider's credential comes from. Values are read at start-up, never stored in
+/// the config itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    Env(String),
+    File(PathBuf),
+    /// Snowflake key-pair JWT.
+    SnowflakeKeyPair {
+        account: String,
+        user: String,
+        private_key_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+    pub total: Duration,
+    pub pool_idle: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base: BaseUrl,
+    pub credential: CredentialSource,
+    /// Snowflake token type for PAT / OAuth tokens (`PROGRAMMATIC_ACCESS_TOKEN`, `OAUTH`).
+    pub snowflake_token_type: Option<&'static str>,
+    pub timeouts: Timeouts,
+    pub anthropic_version: String,
+    pub cortex_mode: CortexMode,
+    /// Cortex: dollars per Snowflake credit.
+    pub dollars_per_credit: Option<Decimal9>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Prices in nano-dollars per 1M tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Price {
+    pub input: Decimal9,
+    pub output: Decimal9,
+    pub cached_input: Decimal9,
+    pub cache_write: Decimal9,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub name: String,
+    pub provider: String,
+    pub kind: ProviderKind,
+    pub upstream: String,
+    pub context_window: u64,
+    pub max_output_tokens: u32,
+    pub default_max_tokens: u32,
+    pub price: Price,
+    pub fallback: Vec<String>,
+    pub owned_by: String,
+}
+
+impl Config {
+    /// Parses and validates `src`; `origin` names the file in problem reports.
+    pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigErrors> {
+        validate::parse(src, origin)
+    }
+
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let origin = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::single(Problem {
+                origin: origin.clone(),
+                line: None,
+                path: String::new(),
+                message: format!("cannot read file: {e}"),
+            })
+        })?;
+        Config::parse(&src, &origin)
+    }
+
+    /// Resolves an alias to its model name (a model name resolves to itself).
+    pub fn canonical_model<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        if self.models.contains_key(name) {
+            Some(name)
+        } else {
+            self.aliases.get(name).map(String::as_str)
+        }
+    }
+
+    /// The ordered chain of models serving a requested model name: the model itself, then
+    /// its fallbacks (aliases resolved, duplicates dropped). `None` for an unknown name.
+    pub fn chain(&self, requested: &str) -> Option<Vec<Arc<ModelConfig>>> {
+        let name = if requested == AUTO_MODEL {
+            self.canonical_model(&self.default_model)?
+        } else {
+            self.canonical_model(requested)?
+        };
+        let first = self.models.get(name)?;
+        let mut chain = vec![first.clone()];
+        for fb in &first.fallback {
+            if let Some(m) = self.canonical_model(fb).and_then(|n| self.models.get(n)) {
+                if !chain.iter().any(|c| c.name == m.name) {
+                    chain.push(m.clone());
+                }
+            }
+        }
+        Some(chain)
+    }
+}

@@ -1,0 +1,206 @@
+//! Serde mirror of `routes.toml`. Every table denies unknown fields, so a typo is an error
+//! rather than a silently ignored setting. [`super::validate`] turns these into the runtime
+//! [`super::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::money::Decimal9;
+use crate::providers::{CortexMode, ProviderKind};
+
+/// The whole file, section by section (each section deserialized separately so that one
+/// bad section does not hide problems in the others).
+pub const SECTIONS: &[&str] = &["server", "routing", "providers", "models", "aliases"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Public listener, `HOST:PORT`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Admin listener (dashboard, metrics), `HOST:PORT`.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
+    /// Worker threads for the proxy service.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// Largest accepted request body.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Largest accepted single event in an upstream stream.
+    #[serde(default = "default_max_event")]
+    pub max_sse_event_bytes: usize,
+    /// Grace period for in-flight requests on shutdown, in seconds.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: default_listen(),
+            admin_listen: None,
+            threads: default_threads(),
+            max_body_bytes: default_max_body(),
+            max_sse_event_bytes: default_max_event(),
+            shutdown_grace_seconds: default_grace(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_threads() -> usize {
+    2
+}
+fn default_max_body() -> usize {
+    10 * 1024 * 1024
+}
+fn default_max_event() -> usize {
+    4 * 1024 * 1024
+}
+fn default_grace() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    /// The model (or alias) that `model: "auto"` is served by.
+    pub default_model: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub kind: ProviderKind,
+    /// `https://api.openai.com`; may carry a path prefix. `http://` only for local upstreams.
+    pub base_url: String,
+    /// Environment variable holding the API key / token.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// File holding the API key / token (e.g. a mounted Kubernetes secret).
+    #[serde(default)]
+    pub api_key_file: Option<String>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    /// Anthropic: `anthropic-version` header.
+    #[serde(default)]
+    pub anthropic_version: Option<String>,
+    /// Cortex: which endpoint to call.
+    #[serde(default)]
+    pub mode: Option<CortexMode>,
+    /// Cortex: what one Snowflake credit costs under your contract, in dollars.
+    #[serde(default)]
+    pub dollars_per_credit: Option<Decimal9>,
+    /// Cortex: how to authenticate.
+    #[serde(default)]
+    pub snowflake: Option<RawSnowflakeAuth>,
+    /// Extra CA bundle (PEM) trusted for this provider, in addition to nothing else.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+/// Timeouts in milliseconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    #[serde(default = "d_connect")]
+    pub connect_ms: u64,
+    #[serde(default = "d_first_byte")]
+    pub first_byte_ms: u64,
+    #[serde(default = "d_idle")]
+    pub idle_ms: u64,
+    #[serde(default = "d_total")]
+    pub total_ms: u64,
+    #[serde(default = "d_pool")]
+    pub pool_idle_ms: u64,
+}
+
+impl Default for RawTimeouts {
+    fn default() -> Self {
+        RawTimeouts {
+            connect_ms: d_connect(),
+            first_byte_ms: d_first_byte(),
+            idle_ms: d_idle(),
+            total_ms: d_total(),
+            pool_idle_ms: d_pool(),
+        }
+    }
+}
+
+fn d_connect() -> u64 {
+    5_000
+}
+fn d_first_byte() -> u64 {
+    120_000
+}
+fn d_idle() -> u64 {
+    60_000
+}
+fn d_total() -> u64 {
+    600_000
+}
+fn d_pool() -> u64 {
+    90_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case", tag = "auth")]
+pub enum RawSnowflakeAuth {
+    /// Key-pair JWT signed by tollgate.
+    KeypairJwt {
+        account: String,
+        user: String,
+        private_key_file: String,
+    },
+    /// Programmatic access token (from `api_key_env` / `api_key_file`).
+    Pat,
+    /// OAuth access token (from `api_key_env` / `api_key_file`).
+    Oauth,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub provider: String,
+    /// Model id sent to the provider; defaults to the model's name.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    pub context_window: u64,
+    pub max_output_tokens: u32,
+    /// `max_tokens` sent when the client gives none and the provider requires one.
+    #[serde(default)]
+    pub default_max_tokens: Option<u32>,
+    pub price: RawPrice,
+    /// Models tried, in order, when this one fails before answering.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// Shown in `GET /v1/models` as `owned_by`.
+    #[serde(default)]
+    pub owned_by: Option<String>,
+}
+
+/// Prices per 1M tokens: dollars, or Snowflake credits for Cortex.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    #[serde(default)]
+    pub input: Option<Decimal9>,
+    #[serde(default)]
+    pub output: Option<Decimal9>,
+    #[serde(default)]
+    pub cached_input: Option<Decimal9>,
+    #[serde(default)]
+    pub cache_write: Option<Decimal9>,
+    #[serde(default)]
+    pub input_credits: Option<Decimal9>,
+    #[serde(default)]
+    pub output_credits: Option<Decimal9>,
+}
+
+pub type RawProviders = BTreeMap<String, toml::Value>;
+pub type RawModels = BTreeMap<String, toml::Value>;
+pub type RawAliases = BTreeMap<String, String>;
