@@ -16,5 +16,7 @@ pub mod config;
 pub mod error;
 pub mod money;
 pub mod providers;
+pub mod proxy;
+pub mod server;
 pub mod tokens;
 pub mod usage;

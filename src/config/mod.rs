@@ -103,7 +103,6 @@ pub struct ProviderConfig {
     pub cortex_mode: CortexMode,
     /// Cortex: dollars per Snowflake credit.
     pub dollars_per_credit: Option<Decimal9>,
-    pub ca_file: Option<PathBuf>,
 }
 
 /// Prices in nano-dollars per 1M tokens.

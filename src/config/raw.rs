@@ -98,9 +98,6 @@ pub struct RawProvider {
     /// Cortex: how to authenticate.
     #[serde(default)]
     pub snowflake: Option<RawSnowflakeAuth>,
-    /// Extra CA bundle (PEM) trusted for this provider, in addition to nothing else.
-    #[serde(default)]
-    pub ca_file: Option<String>,
 }
 
 /// Timeouts in milliseconds.

@@ -485,7 +485,6 @@ fn check_provider(c: &mut Checker, name: &str, p: RawProvider) -> ProviderConfig
         anthropic_version: p.anthropic_version.unwrap_or_else(|| "2023-06-01".into()),
         cortex_mode: p.mode.unwrap_or(CortexMode::Complete),
         dollars_per_credit: p.dollars_per_credit,
-        ca_file: p.ca_file.map(PathBuf::from),
     }
 }
 

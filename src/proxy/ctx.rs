@@ -1,0 +1,93 @@
+//! Per-request state, filled in as the request moves through the gateway and read once at
+//! the end for the access log (and, later, the ledger).
+
+use std::time::{Duration, Instant};
+
+use crate::error::GatewayError;
+use crate::usage::Usage;
+
+/// One try of one model.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub model: String,
+    pub provider: String,
+    /// HTTP status the upstream answered (0 when none: connect failure, timeout, skipped).
+    pub status: u16,
+    /// `ok`, or a short reason (`rate_limited`, `upstream_timeout`, `no_credentials`, …).
+    pub outcome: String,
+    pub latency: Duration,
+}
+
+impl AttemptRecord {
+    /// `model status outcome 12ms`.
+    pub fn header_value(&self) -> String {
+        format!(
+            "{} {} {} {}ms",
+            self.model,
+            self.status,
+            self.outcome,
+            self.latency.as_millis()
+        )
+    }
+}
+
+/// Everything known about a request.
+#[derive(Debug)]
+pub struct RequestCtx {
+    pub request_id: String,
+    pub started: Instant,
+    pub route: &'static str,
+    pub requested_model: Option<String>,
+    pub served_model: Option<String>,
+    pub served_provider: Option<String>,
+    pub attempts: Vec<AttemptRecord>,
+    pub status: u16,
+    pub error: Option<GatewayError>,
+    pub usage: Option<Usage>,
+    pub streamed: bool,
+    pub time_to_first_token: Option<Duration>,
+    pub client_gone: bool,
+}
+
+impl RequestCtx {
+    pub fn new() -> Self {
+        RequestCtx {
+            request_id: new_id(),
+            started: Instant::now(),
+            route: "unknown",
+            requested_model: None,
+            served_model: None,
+            served_provider: None,
+            attempts: Vec::new(),
+            status: 0,
+            error: None,
+            usage: None,
+            streamed: false,
+            time_to_first_token: None,
+            client_gone: false,
+        }
+    }
+
+    /// The `x-tollgate-attempts` header value: every attempt, in order.
+    pub fn attempts_header(&self) -> String {
+        self.attempts
+            .iter()
+            .map(AttemptRecord::header_value)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A random 24-character alphanumeric id.
+pub fn new_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..24)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect()
+}

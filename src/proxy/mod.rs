@@ -1,0 +1,188 @@
+//! The public listener: a Pingora `ProxyHttp` service that answers the OpenAI API.
+//!
+//! Every request is handled inside `request_filter`, which owns the upstream exchange (see
+//! [`exchange`]): Pingora's own proxy loop can only replay 64 KiB of request body and cannot
+//! fall back on a status code, both of which an LLM gateway needs. `logging` writes one
+//! structured access-log line per request.
+
+pub mod chat;
+pub mod ctx;
+pub mod exchange;
+pub mod respond;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+use serde_json::json;
+
+use crate::config::{Config, AUTO_MODEL};
+use crate::error::GatewayError;
+use ctx::RequestCtx;
+use upstream::{Credentials, Upstreams};
+
+/// State shared by all requests. Config and credentials are swapped whole on reload; a
+/// request reads one snapshot at its start.
+pub struct GatewayState {
+    pub config: ArcSwap<Config>,
+    pub credentials: ArcSwap<Credentials>,
+    pub upstreams: Upstreams,
+}
+
+impl GatewayState {
+    pub fn new(config: Config, credentials: Credentials) -> Arc<Self> {
+        Arc::new(GatewayState {
+            config: ArcSwap::from_pointee(config),
+            credentials: ArcSwap::from_pointee(credentials),
+            upstreams: Upstreams::default(),
+        })
+    }
+}
+
+/// The proxy service.
+pub struct Gateway {
+    pub state: Arc<GatewayState>,
+}
+
+impl Gateway {
+    async fn route(&self, session: &mut Session, ctx: &mut RequestCtx) {
+        let config = self.state.config.load_full();
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        let headers = chat::response_headers(ctx, &config);
+        let result = match (method.as_str(), path.trim_end_matches('/')) {
+            ("POST", "/v1/chat/completions" | "/chat/completions") => {
+                ctx.route = "chat_completions";
+                match chat::handle(&self.state, &config, session, ctx).await {
+                    chat::Handled::Responded => return,
+                    chat::Handled::ClientGone => {
+                        ctx.client_gone = true;
+                        return;
+                    }
+                    chat::Handled::Error(e) => Err(e),
+                }
+            }
+            ("GET", "/v1/models" | "/models") => {
+                ctx.route = "models";
+                Ok(models_body(&config))
+            }
+            ("GET", "/healthz") => {
+                ctx.route = "healthz";
+                Ok(Bytes::from(
+                    json!({"status": "ok", "config_version": config.version}).to_string(),
+                ))
+            }
+            (
+                _,
+                "/v1/chat/completions"
+                | "/chat/completions"
+                | "/v1/models"
+                | "/models"
+                | "/healthz",
+            ) => Err(GatewayError::MethodNotAllowed {
+                method: method.to_string(),
+                path,
+            }),
+            _ => Err(GatewayError::RouteNotFound {
+                method: method.to_string(),
+                path,
+            }),
+        };
+        let sent = match &result {
+            Ok(body) => {
+                ctx.status = 200;
+                respond::json(session, 200, body.clone(), &headers).await
+            }
+            Err(e) => {
+                ctx.status = e.status();
+                let mut h = headers;
+                if !ctx.attempts.is_empty() {
+                    h.push(("x-tollgate-attempts", ctx.attempts_header()));
+                }
+                respond::error(session, e, &h).await
+            }
+        };
+        if let Err(e) = result {
+            ctx.error = Some(e);
+        }
+        if sent.is_err() {
+            ctx.client_gone = true;
+        }
+    }
+}
+
+/// `GET /v1/models`: every model and alias a client may ask for, plus `auto`.
+fn models_body(config: &Config) -> Bytes {
+    let created = 1_700_000_000u64;
+    let mut data = vec![json!({
+        "id": AUTO_MODEL, "object": "model", "created": created, "owned_by": "tollgate"
+    })];
+    for m in config.models.values() {
+        data.push(
+            json!({"id": m.name, "object": "model", "created": created, "owned_by": m.owned_by}),
+        );
+    }
+    for (alias, target) in &config.aliases {
+        let owner = config
+            .models
+            .get(target)
+            .map(|m| m.owned_by.as_str())
+            .unwrap_or("tollgate");
+        data.push(json!({"id": alias, "object": "model", "created": created, "owned_by": owner}));
+    }
+    Bytes::from(json!({"object": "list", "data": data}).to_string())
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    /// Never reached: `request_filter` answers every request itself.
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        Error::e_explain(
+            ErrorType::InternalError,
+            "tollgate answers every request in request_filter",
+        )
+    }
+
+    /// Handles the whole request and returns `Ok(true)`: the response has been sent.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        self.route(session, ctx).await;
+        Ok(true)
+    }
+
+    /// One access-log line per request.
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let usage = ctx.usage.unwrap_or_default();
+        let ttft_ms = ctx.time_to_first_token.map(|d| d.as_millis() as u64);
+        tracing::info!(
+            request_id = %ctx.request_id,
+            route = ctx.route,
+            status = ctx.status,
+            requested_model = ctx.requested_model.as_deref().unwrap_or(""),
+            model = ctx.served_model.as_deref().unwrap_or(""),
+            provider = ctx.served_provider.as_deref().unwrap_or(""),
+            attempts = %ctx.attempts_header(),
+            stream = ctx.streamed,
+            input_tokens = usage.input_tokens,
+            output_tokens = usage.output_tokens,
+            ttft_ms,
+            latency_ms = ctx.started.elapsed().as_millis() as u64,
+            client_gone = ctx.client_gone,
+            error = ctx.error.as_ref().map(|e| e.metric_label()).unwrap_or(""),
+            "Request finished."
+        );
+    }
+}

@@ -1,0 +1,57 @@
+//! Writing complete responses (JSON bodies and OpenAI-shaped errors) to the client.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use crate::error::GatewayError;
+
+/// Headers added to every response of a request (request id, config version, …).
+pub type HeaderList = Vec<(&'static str, String)>;
+
+/// Builds a response header with `extra` headers and a known body length.
+pub fn header(
+    status: u16,
+    content_type: &str,
+    len: Option<usize>,
+    extra: &HeaderList,
+) -> pingora::Result<Box<ResponseHeader>> {
+    let mut h = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    h.insert_header("content-type", content_type)?;
+    if let Some(n) = len {
+        h.insert_header("content-length", n.to_string())?;
+    }
+    for (k, v) in extra {
+        h.append_header(*k, v.as_str())?;
+    }
+    Ok(Box::new(h))
+}
+
+/// Sends a whole JSON response.
+pub async fn json(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    extra: &HeaderList,
+) -> pingora::Result<()> {
+    let h = header(status, "application/json", Some(body.len()), extra)?;
+    session.write_response_header(h, false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// Sends `err` as an OpenAI-shaped JSON error with its status (and `Retry-After` when the
+/// provider gave one).
+pub async fn error(
+    session: &mut Session,
+    err: &GatewayError,
+    extra: &HeaderList,
+) -> pingora::Result<()> {
+    let mut extra = extra.clone();
+    if let Some(ra) = err.retry_after() {
+        extra.push(("retry-after", ra.as_secs().max(1).to_string()));
+    }
+    if let GatewayError::MethodNotAllowed { .. } = err {
+        extra.push(("allow", "GET, POST".to_string()));
+    }
+    json(session, err.status(), err.body(), &extra).await
+}

@@ -1,0 +1,135 @@
+//! Assembles and runs the Pingora server: the public proxy service on its listener, with
+//! Unix signal handling for production and a stoppable in-process handle for tests and
+//! embedding.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+
+use crate::proxy::{Gateway, GatewayState};
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: String,
+    pub threads: usize,
+    /// How long in-flight requests may finish after SIGTERM.
+    pub grace: Duration,
+}
+
+fn build(state: Arc<GatewayState>, opts: &ServeOptions) -> Server {
+    let conf = ServerConf {
+        threads: opts.threads,
+        grace_period_seconds: Some(opts.grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway { state },
+        "tollgate",
+    );
+    proxy.add_tcp(&opts.listen);
+    server.add_service(proxy);
+    server
+}
+
+/// Runs until SIGTERM (graceful: stop accepting, let requests finish within the grace
+/// period) or SIGINT/SIGQUIT. Blocks the calling thread, which must not be inside a tokio
+/// runtime.
+pub fn run(state: Arc<GatewayState>, opts: &ServeOptions) {
+    build(state, opts).run(RunArgs::default());
+}
+
+/// A gateway running on a background thread, stopped by [`RunningGateway::stop`] or drop.
+pub struct RunningGateway {
+    pub addr: SocketAddr,
+    pub state: Arc<GatewayState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct StopSignal(tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for StopSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        if let Some(rx) = self.0.lock().await.take() {
+            let _ = rx.await;
+        }
+        ShutdownSignal::FastShutdown
+    }
+}
+
+impl RunningGateway {
+    /// Starts on `127.0.0.1` with a free port and waits until it accepts connections.
+    pub fn start(state: Arc<GatewayState>, threads: usize) -> std::io::Result<RunningGateway> {
+        let addr = free_port()?;
+        let opts = ServeOptions {
+            listen: addr.to_string(),
+            threads,
+            grace: Duration::ZERO,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let st = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("tollgate-server".into())
+            .spawn(move || {
+                let server = build(st, &opts);
+                server.run(RunArgs {
+                    shutdown_signal: Box::new(StopSignal(tokio::sync::Mutex::new(Some(rx)))),
+                });
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other("gateway did not start listening"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(RunningGateway {
+            addr,
+            state,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server and waits for its thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A port that was free a moment ago (Pingora cannot report the port it bound to `:0`).
+fn free_port() -> std::io::Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    l.local_addr()
+}
