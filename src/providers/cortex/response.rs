@@ -201,7 +201,9 @@ pub(crate) fn derived_finish(called_tools: bool) -> &'static str {
 /// OpenAI-compatible endpoint's `prompt_tokens_details.cached_tokens` follows).
 pub(crate) fn usage_from(v: &Value) -> Option<Usage> {
     let obj = v.as_object()?;
-    let num = |k: &str| obj.get(k).and_then(Value::as_u64);
+    // Counts are capped far above any real request so that sums downstream cannot overflow.
+    const CAP: u64 = u32::MAX as u64;
+    let num = |k: &str| obj.get(k).and_then(Value::as_u64).map(|n| n.min(CAP));
     if num("prompt_tokens").is_none() && num("completion_tokens").is_none() {
         return None;
     }
@@ -214,14 +216,15 @@ pub(crate) fn usage_from(v: &Value) -> Option<Usage> {
         .get("prompt_tokens_details")
         .and_then(|d| d.get("cached_tokens"))
         .and_then(Value::as_u64)
-        .unwrap_or(0);
+        .map_or(0, |n| n.min(CAP));
 
     let cache = read.saturating_add(write);
     let total = num("total_tokens");
+    let sum = |parts: &[u64]| parts.iter().try_fold(0u64, |acc, n| acc.checked_add(*n));
     let separate = cache > 0
         && (cache > prompt
-            || total == Some(prompt + completion + cache)
-            || total == Some(prompt + guard + completion + cache));
+            || (total.is_some() && total == sum(&[prompt, completion, cache]))
+            || (total.is_some() && total == sum(&[prompt, guard, completion, cache])));
     let input = prompt
         .saturating_add(guard)
         .saturating_add(if separate { cache } else { 0 });

@@ -573,6 +573,75 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_input_never_panics() {
+        const PIECES: [&str; 24] = [
+            "data: ",
+            "data:",
+            "\n",
+            "\r\n",
+            "\n\n",
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            "\"",
+            "\"choices\"",
+            "\"delta\"",
+            "\"type\"",
+            "\"tool_use\"",
+            "\"text\"",
+            "\"input\"",
+            "\"usage\"",
+            "\"error\"",
+            "\"tool_calls\"",
+            "0",
+            "null",
+            "[DONE]",
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..3000 {
+            let input: String = (0..rng.usize(1..60))
+                .map(|_| PIECES[rng.usize(..PIECES.len())])
+                .collect();
+            let mut s = CortexStream::new(ctx(rng.bool()));
+            let mut out = BytesMut::new();
+            for c in input.as_bytes().chunks(rng.usize(1..9)) {
+                let _ = s.push(c, &mut out);
+            }
+            let _ = s.finish(&mut out);
+            let _ = s.outcome();
+            let _ = super::super::response::parse(input.as_bytes(), &ctx(false));
+        }
+    }
+
+    #[test]
+    fn values_of_unexpected_types_and_sizes_never_panic() {
+        let max = u64::MAX;
+        let events = [
+            json!({"choices": [{"delta": {"type": "tool_use", "tool_use_id": 5, "name": null, "input": {"a": 1}}}],
+                "usage": {"prompt_tokens": max, "completion_tokens": max, "guard_tokens": max,
+                    "cache_read_input_tokens": max, "cache_write_input_tokens": max, "total_tokens": 1}}),
+            json!({"choices": [{"delta": {"tool_calls": [{"index": max, "function": {"arguments": {"x": 1}}}]}}]}),
+            json!({"choices": [{"delta": {"tool_calls": [{"index": -1, "id": 3}, "x"]}}]}),
+            json!({"choices": [{"delta": {"content_list": [{"type": "tool_use", "tool_use": 1}, 7]}}]}),
+            json!({"choices": [{"delta": "text", "finish_reason": 3}]}),
+            json!({"choices": [1, null]}),
+            json!({"choices": "x", "usage": [1], "id": 1, "created": -5, "model": {}}),
+            json!({"error": 5}),
+            json!([1, 2]),
+            json!("str"),
+        ];
+        for ev in &events {
+            let input = format!("data: {ev}\n\n");
+            let (_, s, _) = run(&input, true);
+            let _ = s.outcome();
+            let _ = super::super::response::parse(ev.to_string().as_bytes(), &ctx(true));
+        }
+    }
+
+    #[test]
     fn garbage_event_is_malformed() {
         let mut s = CortexStream::new(ctx(false));
         let mut out = BytesMut::new();
