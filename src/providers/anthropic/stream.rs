@@ -318,7 +318,10 @@ impl StreamTranslator for AnthropicStream {
         // A final `message_stop` that lacks its blank line still ends the stream.
         let mut tail = BytesMut::new();
         if let Some(ev) = self.parser.finish() {
-            self.handle(ev, &mut tail)?;
+            // An event the body cut off half-way reads as truncation, not as bad JSON.
+            if self.handle(ev, &mut tail).is_err() {
+                return Err(AdapterError::Truncated);
+            }
         }
         if self.done {
             out.extend_from_slice(&tail);
