@@ -3,10 +3,12 @@
 //! Requests are rewritten from OpenAI Chat Completions into the Messages format (system
 //! prompt lifted to the top level, strictly alternating user/assistant turns, tools as
 //! `tool_use` / `tool_result` blocks); responses, errors and event streams are translated
-//! back. The pieces live in [`request`], [`response`] and [`stream`]; this module holds the
+//! back. The pieces live in `messages` (the conversation), `request` (the other
+//! parameters), `response` (bodies and errors) and `stream`; this module holds the
 //! adapter itself and the wire facts they share: Anthropic's usage object, its
 //! `stop_reason` values and its error types.
 
+mod messages;
 mod request;
 mod response;
 mod stream;
