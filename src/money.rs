@@ -60,7 +60,7 @@ impl Decimal9 {
 
     /// Multiplies two 10⁹-scaled decimals (e.g. credits × dollars-per-credit), exactly when
     /// the product has at most 9 fractional digits, else rounded half up.
-    pub fn mul(self, other: Decimal9) -> Decimal9 {
+    pub fn times(self, other: Decimal9) -> Decimal9 {
         let p = self.0 as u128 * other.0 as u128;
         let q = (p + (NANOS_PER_DOLLAR as u128 / 2)) / NANOS_PER_DOLLAR as u128;
         Decimal9(q.min(u64::MAX as u128) as u64)
@@ -133,6 +133,6 @@ mod tests {
     fn credit_conversion_is_exact() {
         let credits = Decimal9::parse("1.95").unwrap();
         let rate = Decimal9::parse("2.00").unwrap();
-        assert_eq!(credits.mul(rate).to_string(), "3.9");
+        assert_eq!(credits.times(rate).to_string(), "3.9");
     }
 }

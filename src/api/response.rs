@@ -153,7 +153,7 @@ impl From<&Usage> for UsageJson {
         UsageJson {
             prompt_tokens: u.input_tokens,
             completion_tokens: u.output_tokens,
-            total_tokens: u.input_tokens + u.output_tokens,
+            total_tokens: u.input_tokens.saturating_add(u.output_tokens),
             prompt_tokens_details: Some(details),
             completion_tokens_details: None,
         }

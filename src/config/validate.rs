@@ -560,12 +560,12 @@ fn check_price(
         };
         // The provider's rate was validated with the provider; a missing one was reported.
         let rate = provider.dollars_per_credit?;
-        let input = i.mul(rate);
+        let input = i.times(rate);
         return Some(Price {
             input,
-            output: o.mul(rate),
-            cached_input: p.cached_input.map(|x| x.mul(rate)).unwrap_or(input),
-            cache_write: p.cache_write.map(|x| x.mul(rate)).unwrap_or(input),
+            output: o.times(rate),
+            cached_input: p.cached_input.map(|x| x.times(rate)).unwrap_or(input),
+            cache_write: p.cache_write.map(|x| x.times(rate)).unwrap_or(input),
         });
     }
     if p.input_credits.is_some() || p.output_credits.is_some() {

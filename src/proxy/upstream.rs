@@ -14,9 +14,13 @@ use pingora::upstreams::peer::HttpPeer;
 use crate::config::{Config, CredentialSource, ProviderConfig};
 use crate::error::GatewayError;
 use crate::providers::auth::{ProviderAuth, Secret};
+use crate::providers::snowflake_jwt::KeyPairJwt;
 use crate::providers::ProviderKind;
 
 const DNS_TTL: Duration = Duration::from_secs(30);
+
+/// Resolved addresses per (host, port), with the time they were resolved.
+type DnsCache = HashMap<(String, u16), (Vec<SocketAddr>, Instant)>;
 
 /// Resolved credentials per provider name. A provider whose credential could not be loaded
 /// keeps the reason, and requests skip it.
@@ -119,14 +123,26 @@ fn load_one(p: &ProviderConfig) -> Result<ProviderAuth, String> {
     })
 }
 
-fn load_keypair(_p: &ProviderConfig) -> Result<ProviderAuth, String> {
-    Err("Snowflake key-pair JWT is not supported by this build".into())
+fn load_keypair(p: &ProviderConfig) -> Result<ProviderAuth, String> {
+    let CredentialSource::SnowflakeKeyPair {
+        account,
+        user,
+        private_key_file,
+    } = &p.credential
+    else {
+        return Err("not a key-pair credential".into());
+    };
+    let jwt = KeyPairJwt::from_pem_file(account, user, private_key_file)
+        .map_err(|e| format!("Snowflake key pair: {e}"))?;
+    // Sign once now so that a key Snowflake cannot use is reported at start-up.
+    jwt.token().map_err(|e| format!("Snowflake key pair: {e}"))?;
+    Ok(ProviderAuth::SnowflakeKeyPair(Arc::new(jwt)))
 }
 
 /// Connection management shared by all requests.
 pub struct Upstreams {
     pub connector: Connector,
-    dns: Mutex<HashMap<(String, u16), (Vec<SocketAddr>, Instant)>>,
+    dns: Mutex<DnsCache>,
 }
 
 impl Default for Upstreams {
