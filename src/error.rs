@@ -266,7 +266,9 @@ mod tests {
 
     #[test]
     fn body_has_openai_shape() {
-        let e = GatewayError::ModelNotFound { model: "nope".into() };
+        let e = GatewayError::ModelNotFound {
+            model: "nope".into(),
+        };
         let v = e.to_json();
         assert_eq!(v["error"]["code"], "model_not_found");
         assert_eq!(v["error"]["type"], "invalid_request_error");

@@ -20,7 +20,16 @@ impl Encoding {
     /// The encoding for an upstream model id.
     pub fn for_model(model: &str) -> Self {
         let m = model.rsplit('/').next().unwrap_or(model);
-        let o200k = ["gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o"];
+        let o200k = [
+            "gpt-4o",
+            "gpt-4.1",
+            "gpt-4.5",
+            "gpt-5",
+            "o1",
+            "o3",
+            "o4",
+            "chatgpt-4o",
+        ];
         if o200k.iter().any(|p| m.starts_with(p)) {
             Encoding::O200k
         } else {

@@ -149,7 +149,10 @@ impl Message {
 
     /// All text of the message joined (text parts only; images and other parts skipped).
     pub fn text_content(&self) -> String {
-        self.content.as_ref().map(Content::joined_text).unwrap_or_default()
+        self.content
+            .as_ref()
+            .map(Content::joined_text)
+            .unwrap_or_default()
     }
 }
 
@@ -309,7 +312,12 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(req.messages[0].text_content(), "what is this");
-        assert_eq!(req.messages[1].tool_calls.as_ref().unwrap()[0].function.name, "f");
+        assert_eq!(
+            req.messages[1].tool_calls.as_ref().unwrap()[0]
+                .function
+                .name,
+            "f"
+        );
         assert_eq!(req.tool_choice.unwrap().forced_function(), Some("f"));
     }
 

@@ -145,7 +145,10 @@ impl From<&Usage> for UsageJson {
         let mut details = Map::new();
         details.insert("cached_tokens".into(), Value::from(u.cached_input_tokens));
         if u.cache_write_tokens > 0 {
-            details.insert("cache_write_tokens".into(), Value::from(u.cache_write_tokens));
+            details.insert(
+                "cache_write_tokens".into(),
+                Value::from(u.cache_write_tokens),
+            );
         }
         UsageJson {
             prompt_tokens: u.input_tokens,

@@ -4,8 +4,8 @@ use bytes::BytesMut;
 use http::HeaderMap;
 
 use super::{
-    AdapterError, ProviderAdapter, ProviderKind, ResponseContext, StreamOutcome,
-    StreamTranslator, TargetSpec, Translated, UpstreamError, UpstreamErrorKind, UpstreamRequest,
+    AdapterError, ProviderAdapter, ProviderKind, ResponseContext, StreamOutcome, StreamTranslator,
+    TargetSpec, Translated, UpstreamError, UpstreamErrorKind, UpstreamRequest,
 };
 use crate::api::ChatRequest;
 
@@ -29,7 +29,9 @@ impl ProviderAdapter for AnthropicAdapter {
         _body: &[u8],
         _ctx: &ResponseContext,
     ) -> Result<Translated, AdapterError> {
-        Err(AdapterError::MalformedResponse("provider not supported yet".into()))
+        Err(AdapterError::MalformedResponse(
+            "provider not supported yet".into(),
+        ))
     }
 
     fn parse_error(&self, status: u16, _headers: &HeaderMap, _body: &[u8]) -> UpstreamError {

@@ -76,7 +76,10 @@ impl ProviderAuth {
                 HeaderName::from_static("x-api-key"),
                 sensitive(s.expose().to_string())?,
             )],
-            ProviderAuth::SnowflakeToken { token, token_type: tt } => vec![
+            ProviderAuth::SnowflakeToken {
+                token,
+                token_type: tt,
+            } => vec![
                 (
                     http::header::AUTHORIZATION,
                     sensitive(format!("Bearer {}", token.expose()))?,

@@ -192,7 +192,8 @@ pub fn parse_all(input: &[u8], piece: usize) -> Vec<SseEvent> {
     let mut p = SseParser::default();
     let mut evs = Vec::new();
     for c in input.chunks(piece.max(1)) {
-        p.push(c, |e| evs.push(e)).expect("event within default limit");
+        p.push(c, |e| evs.push(e))
+            .expect("event within default limit");
     }
     evs.extend(p.finish());
     evs
@@ -210,10 +211,22 @@ mod tests {
         assert_eq!(
             evs,
             vec![
-                SseEvent { event: Some("message_start".into()), data: "{\"a\":1}".into() },
-                SseEvent { event: None, data: "x\ny".into() },
-                SseEvent { event: Some("ping".into()), data: "{}".into() },
-                SseEvent { event: None, data: "tail".into() },
+                SseEvent {
+                    event: Some("message_start".into()),
+                    data: "{\"a\":1}".into()
+                },
+                SseEvent {
+                    event: None,
+                    data: "x\ny".into()
+                },
+                SseEvent {
+                    event: Some("ping".into()),
+                    data: "{}".into()
+                },
+                SseEvent {
+                    event: None,
+                    data: "tail".into()
+                },
             ]
         );
     }

@@ -1,0 +1,207 @@
+//! Mistral stream chunks → OpenAI stream chunks.
+//!
+//! Mistral streams OpenAI-shaped chunks ending in `data: [DONE]`, so the shared
+//! [`DoneTerminatedStream`] driver does the framing and this handler rewrites each chunk:
+//!
+//! - usage rides on the last content chunk; it is removed there and, if the client asked
+//!   for `include_usage`, sent as a separate `choices: []` chunk just before `[DONE]`;
+//! - the first delta of each tool call gets `"type": "function"` (Mistral sends whole
+//!   tool calls in one delta, without `type`), and object arguments become a JSON string;
+//! - content given as a list (reasoning models) becomes its text; thinking is dropped, and
+//!   a chunk left with nothing to say is not sent;
+//! - finish reasons are mapped to OpenAI's.
+
+use std::collections::HashSet;
+
+use bytes::BytesMut;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::in_band_error_fields;
+use super::response::{finish_reason, MistralContent, MistralToolCall, MistralUsage};
+use crate::api::response::FunctionDelta;
+use crate::api::{ChatChunk, ChunkChoice, Delta, ToolCallDelta};
+use crate::providers::openai::error::ErrorFields;
+use crate::providers::openai::stream::PayloadHandler;
+use crate::providers::sse::write_json;
+use crate::providers::{AdapterError, ResponseContext, StreamOutcome};
+
+#[derive(Debug, Deserialize)]
+struct MistralChunk {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    created: Option<u64>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<MistralChunkChoice>,
+    #[serde(default)]
+    usage: Option<MistralUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MistralChunkChoice {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    delta: MistralDelta,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct MistralDelta {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    content: Option<MistralContent>,
+    #[serde(default)]
+    tool_calls: Option<Vec<MistralToolCall>>,
+}
+
+/// The Mistral half of a `[DONE]`-terminated stream translator.
+pub(super) struct MistralPayloads {
+    include_usage: bool,
+    /// id / created / model of the latest chunk (the context's values until one arrives),
+    /// reused for the synthetic usage chunk.
+    id: String,
+    created: u64,
+    model: String,
+    /// `(choice index, tool-call index)` pairs already announced to the client.
+    seen_tool_calls: HashSet<(u32, u32)>,
+}
+
+impl MistralPayloads {
+    pub fn new(ctx: &ResponseContext) -> Self {
+        MistralPayloads {
+            include_usage: ctx.include_usage,
+            id: ctx.id.clone(),
+            created: ctx.created,
+            model: ctx.model.clone(),
+            seen_tool_calls: HashSet::new(),
+        }
+    }
+
+    fn translate_choice(
+        &mut self,
+        c: MistralChunkChoice,
+        outcome: &mut StreamOutcome,
+    ) -> Option<ChunkChoice> {
+        let finish = c.finish_reason.as_deref().map(finish_reason);
+        if let Some(f) = &finish {
+            outcome.finish_reason = Some(f.clone());
+        }
+        let from_list = matches!(c.delta.content, Some(MistralContent::Chunks(_)));
+        let content = c.delta.content.as_ref().map(MistralContent::text);
+        // A list that held only thinking says nothing to an OpenAI client.
+        let content = content.filter(|t| !(from_list && t.is_empty()));
+        if let Some(t) = &content {
+            outcome.output_text.push_str(t);
+        }
+        let tool_calls = c.delta.tool_calls.map(|calls| {
+            calls
+                .into_iter()
+                .enumerate()
+                .map(|(pos, call)| self.tool_call_delta(c.index, pos, call, outcome))
+                .collect::<Vec<_>>()
+        });
+        let tool_calls = tool_calls.filter(|t| !t.is_empty());
+        if finish.is_none() && c.delta.role.is_none() && content.is_none() && tool_calls.is_none() {
+            return None;
+        }
+        Some(ChunkChoice {
+            index: c.index,
+            delta: Delta {
+                role: c.delta.role,
+                content,
+                tool_calls,
+            },
+            finish_reason: finish,
+            logprobs: None,
+        })
+    }
+
+    fn tool_call_delta(
+        &mut self,
+        choice: u32,
+        position: usize,
+        call: MistralToolCall,
+        outcome: &mut StreamOutcome,
+    ) -> ToolCallDelta {
+        let index = call.index.unwrap_or(position as u32);
+        let first = self.seen_tool_calls.insert((choice, index));
+        let arguments = call.function.arguments_text();
+        if let Some(a) = &arguments {
+            outcome.output_text.push_str(a);
+        }
+        ToolCallDelta {
+            index,
+            id: call.id,
+            kind: first.then(|| "function".to_string()),
+            function: FunctionDelta {
+                name: call.function.name,
+                arguments,
+            },
+        }
+    }
+}
+
+impl PayloadHandler for MistralPayloads {
+    fn error_fields(&self, payload: &Value) -> Option<ErrorFields> {
+        in_band_error_fields(payload)
+    }
+
+    fn chunk(
+        &mut self,
+        _raw: &str,
+        payload: Value,
+        out: &mut BytesMut,
+        outcome: &mut StreamOutcome,
+    ) -> Result<(), AdapterError> {
+        let chunk: MistralChunk = serde_json::from_value(payload).map_err(|e| {
+            AdapterError::MalformedResponse(format!("unexpected stream chunk shape: {e}"))
+        })?;
+        if let Some(id) = chunk.id.filter(|s| !s.is_empty()) {
+            self.id = id;
+        }
+        if let Some(created) = chunk.created {
+            self.created = created;
+        }
+        if let Some(model) = chunk.model.filter(|s| !s.is_empty()) {
+            self.model = model;
+        }
+        if let Some(usage) = chunk.usage.as_ref().and_then(MistralUsage::to_usage) {
+            outcome.usage = Some(usage);
+        }
+        let choices: Vec<ChunkChoice> = chunk
+            .choices
+            .into_iter()
+            .filter_map(|c| self.translate_choice(c, outcome))
+            .collect();
+        if choices.is_empty() {
+            return Ok(());
+        }
+        write_json(
+            out,
+            &ChatChunk {
+                id: self.id.clone(),
+                object: "chat.completion.chunk".to_string(),
+                created: self.created,
+                model: self.model.clone(),
+                choices,
+                usage: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn before_done(&mut self, out: &mut BytesMut, outcome: &StreamOutcome) {
+        if let (true, Some(usage)) = (self.include_usage, &outcome.usage) {
+            write_json(
+                out,
+                &ChatChunk::usage_only(&self.id, self.created, &self.model, usage),
+            );
+        }
+    }
+}
