@@ -11,7 +11,7 @@
 //!   a chunk left with nothing to say is not sent;
 //! - finish reasons are mapped to OpenAI's.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use bytes::BytesMut;
 use serde::Deserialize;
@@ -68,8 +68,8 @@ pub(super) struct MistralPayloads {
     id: String,
     created: u64,
     model: String,
-    /// `(choice index, tool-call index)` pairs already announced to the client.
-    seen_tool_calls: HashSet<(u32, u32)>,
+    /// Per choice, the tool calls announced so far, in order.
+    tool_calls: HashMap<u32, ToolCallSlots>,
 }
 
 impl MistralPayloads {
@@ -79,7 +79,7 @@ impl MistralPayloads {
             id: ctx.id.clone(),
             created: ctx.created,
             model: ctx.model.clone(),
-            seen_tool_calls: HashSet::new(),
+            tool_calls: HashMap::new(),
         }
     }
 
@@ -129,8 +129,9 @@ impl MistralPayloads {
         call: MistralToolCall,
         outcome: &mut StreamOutcome,
     ) -> ToolCallDelta {
-        let index = call.index.unwrap_or(position as u32);
-        let first = self.seen_tool_calls.insert((choice, index));
+        let slots = self.tool_calls.entry(choice).or_default();
+        let (index, first) =
+            slots.assign(call.index.unwrap_or(position as u32), call.id.as_deref());
         let arguments = call.function.arguments_text();
         if let Some(a) = &arguments {
             outcome.output_text.push_str(a);
@@ -143,6 +144,32 @@ impl MistralPayloads {
                 name: call.function.name,
                 arguments,
             },
+        }
+    }
+}
+
+/// Maps Mistral's tool-call indices to OpenAI's, which count the calls of one choice from
+/// 0 in order. Mistral's `index` defaults to 0, so a delta carrying a new id under an index
+/// already used starts a new call rather than extending the previous one.
+#[derive(Debug, Default)]
+struct ToolCallSlots {
+    /// Mistral index → (OpenAI index, id of the call currently under that index).
+    by_upstream: HashMap<u32, (u32, Option<String>)>,
+    count: u32,
+}
+
+impl ToolCallSlots {
+    /// The OpenAI index for a delta, and whether it is the call's first delta.
+    fn assign(&mut self, upstream: u32, id: Option<&str>) -> (u32, bool) {
+        match self.by_upstream.get(&upstream) {
+            Some((index, known)) if id.is_none() || id == known.as_deref() => (*index, false),
+            _ => {
+                let index = self.count;
+                self.count += 1;
+                self.by_upstream
+                    .insert(upstream, (index, id.map(str::to_string)));
+                (index, true)
+            }
         }
     }
 }
@@ -203,5 +230,58 @@ impl PayloadHandler for MistralPayloads {
                 &ChatChunk::usage_only(&self.id, self.created, &self.model, usage),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_call_indices_count_calls_in_order() {
+        let mut slots = ToolCallSlots::default();
+        assert_eq!(slots.assign(0, Some("aaaaaaaaa")), (0, true));
+        assert_eq!(slots.assign(0, None), (0, false));
+        assert_eq!(slots.assign(0, Some("aaaaaaaaa")), (0, false));
+        // A new call reusing index 0, as Mistral's default index would produce.
+        assert_eq!(slots.assign(0, Some("bbbbbbbbb")), (1, true));
+        assert_eq!(slots.assign(5, Some("ccccccccc")), (2, true));
+        assert_eq!(slots.assign(5, None), (2, false));
+    }
+
+    #[test]
+    fn whole_tool_calls_in_separate_chunks_get_distinct_indices_and_a_type() {
+        let ctx = ResponseContext {
+            id: "chatcmpl-x".into(),
+            created: 1,
+            model: "m".into(),
+            include_usage: false,
+        };
+        let mut h = MistralPayloads::new(&ctx);
+        let mut out = BytesMut::new();
+        let mut outcome = StreamOutcome::default();
+        for id in ["aaaaaaaaa", "bbbbbbbbb"] {
+            let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+                {"id": id, "function": {"name": "f", "arguments": {"x": 1}}}
+            ]}}]});
+            h.chunk("", chunk, &mut out, &mut outcome).unwrap();
+        }
+        let events = crate::providers::sse::parse_all(&out, out.len());
+        let calls: Vec<Value> = events
+            .iter()
+            .map(|e| {
+                serde_json::from_str::<Value>(&e.data).unwrap()["choices"][0]["delta"]["tool_calls"]
+                    [0]
+                .clone()
+            })
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                serde_json::json!({"index": 0, "id": "aaaaaaaaa", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}),
+                serde_json::json!({"index": 1, "id": "bbbbbbbbb", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}),
+            ]
+        );
+        assert_eq!(outcome.output_text, "{\"x\":1}{\"x\":1}");
     }
 }
