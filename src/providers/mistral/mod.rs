@@ -2,9 +2,9 @@
 //! answers back to OpenAI's format.
 //!
 //! Mistral looks like OpenAI but is stricter on input and looser on output, so each
-//! direction is a typed translation: [`request`] whitelists and rewrites the request,
-//! [`response`] rebuilds a proper `chat.completion`, [`stream`] fixes each chunk, and
-//! [`error`] reads Mistral's flat and validation error bodies.
+//! direction is a typed translation: `request` whitelists and rewrites the request,
+//! `response` rebuilds a proper `chat.completion`, `stream` fixes each chunk, and
+//! `error` reads Mistral's flat and validation error bodies.
 
 mod error;
 mod request;

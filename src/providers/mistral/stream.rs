@@ -1,7 +1,7 @@
 //! Mistral stream chunks → OpenAI stream chunks.
 //!
 //! Mistral streams OpenAI-shaped chunks ending in `data: [DONE]`, so the shared
-//! [`DoneTerminatedStream`] driver does the framing and this handler rewrites each chunk:
+//! [`DoneTerminatedStream`](crate::providers::openai::stream::DoneTerminatedStream) driver does the framing and this handler rewrites each chunk:
 //!
 //! - usage rides on the last content chunk; it is removed there and, if the client asked
 //!   for `include_usage`, sent as a separate `choices: []` chunk just before `[DONE]`;
@@ -165,7 +165,7 @@ impl ToolCallSlots {
             Some((index, known)) if id.is_none() || id == known.as_deref() => (*index, false),
             _ => {
                 let index = self.count;
-                self.count += 1;
+                self.count = self.count.saturating_add(1);
                 self.by_upstream
                     .insert(upstream, (index, id.map(str::to_string)));
                 (index, true)

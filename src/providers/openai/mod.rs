@@ -7,8 +7,8 @@
 //! - Responses are relayed byte for byte; tollgate only reads usage and finish reason.
 //! - In streams, the usage chunk is hidden from clients that did not ask for it.
 //!
-//! [`stream`] holds the `[DONE]`-terminated stream driver that Mistral reuses, and
-//! [`error`] the OpenAI error classification and helpers shared with Mistral.
+//! `stream` holds the `[DONE]`-terminated stream driver that Mistral reuses, and
+//! `error` the OpenAI error classification and helpers shared with Mistral.
 
 pub(crate) mod error;
 pub(crate) mod stream;
