@@ -1,0 +1,287 @@
+//! Mistral stream chunks → OpenAI stream chunks.
+//!
+//! Mistral streams OpenAI-shaped chunks ending in `data: [DONE]`, so the shared
+//! [`DoneTerminatedStream`](crate::providers::openai::stream::DoneTerminatedStream) driver does the framing and this handler rewrites each chunk:
+//!
+//! - usage rides on the last content chunk; it is removed there and, if the client asked
+//!   for `include_usage`, sent as a separate `choices: []` chunk just before `[DONE]`;
+//! - the first delta of each tool call gets `"type": "function"` (Mistral sends whole
+//!   tool calls in one delta, without `type`), and object arguments become a JSON string;
+//! - content given as a list (reasoning models) becomes its text; thinking is dropped, and
+//!   a chunk left with nothing to say is not sent;
+//! - finish reasons are mapped to OpenAI's.
+
+use std::collections::HashMap;
+
+use bytes::BytesMut;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::in_band_error_fields;
+use super::response::{finish_reason, MistralContent, MistralToolCall, MistralUsage};
+use crate::api::response::FunctionDelta;
+use crate::api::{ChatChunk, ChunkChoice, Delta, ToolCallDelta};
+use crate::providers::openai::error::ErrorFields;
+use crate::providers::openai::stream::PayloadHandler;
+use crate::providers::sse::write_json;
+use crate::providers::{AdapterError, ResponseContext, StreamOutcome};
+
+#[derive(Debug, Deserialize)]
+struct MistralChunk {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    created: Option<u64>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<MistralChunkChoice>,
+    #[serde(default)]
+    usage: Option<MistralUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MistralChunkChoice {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    delta: MistralDelta,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct MistralDelta {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    content: Option<MistralContent>,
+    #[serde(default)]
+    tool_calls: Option<Vec<MistralToolCall>>,
+}
+
+/// The Mistral half of a `[DONE]`-terminated stream translator.
+pub(super) struct MistralPayloads {
+    include_usage: bool,
+    /// id / created / model of the latest chunk (the context's values until one arrives),
+    /// reused for the synthetic usage chunk.
+    id: String,
+    created: u64,
+    model: String,
+    /// Per choice, the tool calls announced so far, in order.
+    tool_calls: HashMap<u32, ToolCallSlots>,
+}
+
+impl MistralPayloads {
+    pub fn new(ctx: &ResponseContext) -> Self {
+        MistralPayloads {
+            include_usage: ctx.include_usage,
+            id: ctx.id.clone(),
+            created: ctx.created,
+            model: ctx.model.clone(),
+            tool_calls: HashMap::new(),
+        }
+    }
+
+    fn translate_choice(
+        &mut self,
+        c: MistralChunkChoice,
+        outcome: &mut StreamOutcome,
+    ) -> Option<ChunkChoice> {
+        let finish = c.finish_reason.as_deref().map(finish_reason);
+        if let Some(f) = &finish {
+            outcome.finish_reason = Some(f.clone());
+        }
+        let from_list = matches!(c.delta.content, Some(MistralContent::Chunks(_)));
+        let content = c.delta.content.as_ref().map(MistralContent::text);
+        // A list that held only thinking says nothing to an OpenAI client.
+        let content = content.filter(|t| !(from_list && t.is_empty()));
+        if let Some(t) = &content {
+            outcome.output_text.push_str(t);
+        }
+        let tool_calls = c.delta.tool_calls.map(|calls| {
+            calls
+                .into_iter()
+                .enumerate()
+                .map(|(pos, call)| self.tool_call_delta(c.index, pos, call, outcome))
+                .collect::<Vec<_>>()
+        });
+        let tool_calls = tool_calls.filter(|t| !t.is_empty());
+        if finish.is_none() && c.delta.role.is_none() && content.is_none() && tool_calls.is_none() {
+            return None;
+        }
+        Some(ChunkChoice {
+            index: c.index,
+            delta: Delta {
+                role: c.delta.role,
+                content,
+                tool_calls,
+            },
+            finish_reason: finish,
+            logprobs: None,
+        })
+    }
+
+    fn tool_call_delta(
+        &mut self,
+        choice: u32,
+        position: usize,
+        call: MistralToolCall,
+        outcome: &mut StreamOutcome,
+    ) -> ToolCallDelta {
+        let slots = self.tool_calls.entry(choice).or_default();
+        let (index, first) =
+            slots.assign(call.index.unwrap_or(position as u32), call.id.as_deref());
+        let arguments = call.function.arguments_text();
+        if let Some(a) = &arguments {
+            outcome.output_text.push_str(a);
+        }
+        ToolCallDelta {
+            index,
+            id: call.id,
+            kind: first.then(|| "function".to_string()),
+            function: FunctionDelta {
+                name: call.function.name,
+                arguments,
+            },
+        }
+    }
+}
+
+/// Maps Mistral's tool-call indices to OpenAI's, which count the calls of one choice from
+/// 0 in order. Mistral's `index` defaults to 0, so a delta carrying a new id under an index
+/// already used starts a new call rather than extending the previous one.
+#[derive(Debug, Default)]
+struct ToolCallSlots {
+    /// Mistral index → (OpenAI index, id of the call currently under that index).
+    by_upstream: HashMap<u32, (u32, Option<String>)>,
+    count: u32,
+}
+
+impl ToolCallSlots {
+    /// The OpenAI index for a delta, and whether it is the call's first delta.
+    fn assign(&mut self, upstream: u32, id: Option<&str>) -> (u32, bool) {
+        match self.by_upstream.get(&upstream) {
+            Some((index, known)) if id.is_none() || id == known.as_deref() => (*index, false),
+            _ => {
+                let index = self.count;
+                self.count = self.count.saturating_add(1);
+                self.by_upstream
+                    .insert(upstream, (index, id.map(str::to_string)));
+                (index, true)
+            }
+        }
+    }
+}
+
+impl PayloadHandler for MistralPayloads {
+    fn error_fields(&self, payload: &Value) -> Option<ErrorFields> {
+        in_band_error_fields(payload)
+    }
+
+    fn chunk(
+        &mut self,
+        _raw: &str,
+        payload: Value,
+        out: &mut BytesMut,
+        outcome: &mut StreamOutcome,
+    ) -> Result<(), AdapterError> {
+        let chunk: MistralChunk = serde_json::from_value(payload).map_err(|e| {
+            AdapterError::MalformedResponse(format!("unexpected stream chunk shape: {e}"))
+        })?;
+        if let Some(id) = chunk.id.filter(|s| !s.is_empty()) {
+            self.id = id;
+        }
+        if let Some(created) = chunk.created {
+            self.created = created;
+        }
+        if let Some(model) = chunk.model.filter(|s| !s.is_empty()) {
+            self.model = model;
+        }
+        if let Some(usage) = chunk.usage.as_ref().and_then(MistralUsage::to_usage) {
+            outcome.usage = Some(usage);
+        }
+        let choices: Vec<ChunkChoice> = chunk
+            .choices
+            .into_iter()
+            .filter_map(|c| self.translate_choice(c, outcome))
+            .collect();
+        if choices.is_empty() {
+            return Ok(());
+        }
+        write_json(
+            out,
+            &ChatChunk {
+                id: self.id.clone(),
+                object: "chat.completion.chunk".to_string(),
+                created: self.created,
+                model: self.model.clone(),
+                choices,
+                usage: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn before_done(&mut self, out: &mut BytesMut, outcome: &StreamOutcome) {
+        if let (true, Some(usage)) = (self.include_usage, &outcome.usage) {
+            write_json(
+                out,
+                &ChatChunk::usage_only(&self.id, self.created, &self.model, usage),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_call_indices_count_calls_in_order() {
+        let mut slots = ToolCallSlots::default();
+        assert_eq!(slots.assign(0, Some("aaaaaaaaa")), (0, true));
+        assert_eq!(slots.assign(0, None), (0, false));
+        assert_eq!(slots.assign(0, Some("aaaaaaaaa")), (0, false));
+        // A new call reusing index 0, as Mistral's default index would produce.
+        assert_eq!(slots.assign(0, Some("bbbbbbbbb")), (1, true));
+        assert_eq!(slots.assign(5, Some("ccccccccc")), (2, true));
+        assert_eq!(slots.assign(5, None), (2, false));
+    }
+
+    #[test]
+    fn whole_tool_calls_in_separate_chunks_get_distinct_indices_and_a_type() {
+        let ctx = ResponseContext {
+            id: "chatcmpl-x".into(),
+            created: 1,
+            model: "m".into(),
+            include_usage: false,
+        };
+        let mut h = MistralPayloads::new(&ctx);
+        let mut out = BytesMut::new();
+        let mut outcome = StreamOutcome::default();
+        for id in ["aaaaaaaaa", "bbbbbbbbb"] {
+            let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+                {"id": id, "function": {"name": "f", "arguments": {"x": 1}}}
+            ]}}]});
+            h.chunk("", chunk, &mut out, &mut outcome).unwrap();
+        }
+        let events = crate::providers::sse::parse_all(&out, out.len());
+        let calls: Vec<Value> = events
+            .iter()
+            .map(|e| {
+                serde_json::from_str::<Value>(&e.data).unwrap()["choices"][0]["delta"]["tool_calls"]
+                    [0]
+                .clone()
+            })
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                serde_json::json!({"index": 0, "id": "aaaaaaaaa", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}),
+                serde_json::json!({"index": 1, "id": "bbbbbbbbb", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}),
+            ]
+        );
+        assert_eq!(outcome.output_text, "{\"x\":1}{\"x\":1}");
+    }
+}
