@@ -37,6 +37,7 @@ fn ctx(include_usage: bool) -> ResponseContext {
         created: 1_750_000_000,
         model: "client-model".into(),
         include_usage,
+        max_event_bytes: tollgate::providers::sse::DEFAULT_MAX_EVENT_BYTES,
     }
 }
 

@@ -41,6 +41,7 @@ fn ctx(include_usage: bool) -> ResponseContext {
         created: 1_700_000_000,
         model: "mistral-large".into(),
         include_usage,
+        max_event_bytes: tollgate::providers::sse::DEFAULT_MAX_EVENT_BYTES,
     }
 }
 

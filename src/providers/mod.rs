@@ -120,6 +120,8 @@ pub struct ResponseContext {
     pub model: String,
     /// The client asked for `stream_options.include_usage`.
     pub include_usage: bool,
+    /// Largest single upstream stream event accepted (`server.max_sse_event_bytes`).
+    pub max_event_bytes: usize,
 }
 
 /// A translated non-streaming response.

@@ -105,6 +105,7 @@ pub async fn handle(
                 created,
                 model: model.upstream.clone(),
                 include_usage: req.wants_stream_usage(),
+                max_event_bytes: config.server.max_sse_event_bytes,
             },
             max_event_bytes: config.server.max_sse_event_bytes,
         };

@@ -172,6 +172,7 @@ mod tests {
             created: 1_700_000_000,
             model: "alias".into(),
             include_usage: false,
+            max_event_bytes: crate::providers::sse::DEFAULT_MAX_EVENT_BYTES,
         }
     }
 

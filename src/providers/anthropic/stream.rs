@@ -44,11 +44,12 @@ pub(super) struct AnthropicStream {
 
 impl AnthropicStream {
     pub(super) fn new(ctx: ResponseContext) -> Self {
+        let max_event_bytes = ctx.max_event_bytes;
         AnthropicStream {
             id: ctx.id.clone(),
             model: ctx.model.clone(),
             ctx,
-            parser: SseParser::default(),
+            parser: SseParser::new(max_event_bytes),
             tool_index: HashMap::new(),
             next_tool: 0,
             start_usage: None,
@@ -355,6 +356,7 @@ mod tests {
             created: 1_700_000_000,
             model: "alias".into(),
             include_usage,
+            max_event_bytes: crate::providers::sse::DEFAULT_MAX_EVENT_BYTES,
         }
     }
 

@@ -60,9 +60,10 @@ pub struct CortexStream {
 
 impl CortexStream {
     pub fn new(ctx: ResponseContext) -> Self {
+        let max_event_bytes = ctx.max_event_bytes;
         CortexStream {
             ctx,
-            parser: SseParser::default(),
+            parser: SseParser::new(max_event_bytes),
             meta: None,
             role_sent: false,
             native_tools: Vec::new(),
@@ -468,6 +469,7 @@ mod tests {
             created: 1_700_000_000,
             model: "ctx-model".into(),
             include_usage,
+            max_event_bytes: crate::providers::sse::DEFAULT_MAX_EVENT_BYTES,
         }
     }
 

@@ -76,7 +76,7 @@ impl ProviderAdapter for MistralAdapter {
     fn stream_translator(&self, ctx: &ResponseContext) -> Box<dyn StreamTranslator> {
         Box::new(DoneTerminatedStream::new(
             stream::MistralPayloads::new(ctx),
-            SseParser::default(),
+            SseParser::new(ctx.max_event_bytes),
         ))
     }
 }

@@ -256,6 +256,7 @@ mod tests {
             created: 1,
             model: "m".into(),
             include_usage: false,
+            max_event_bytes: crate::providers::sse::DEFAULT_MAX_EVENT_BYTES,
         };
         let mut h = MistralPayloads::new(&ctx);
         let mut out = BytesMut::new();

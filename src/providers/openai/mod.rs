@@ -104,7 +104,7 @@ impl ProviderAdapter for OpenAiAdapter {
             OpenAiPayloads {
                 include_usage: ctx.include_usage,
             },
-            SseParser::default(),
+            SseParser::new(ctx.max_event_bytes),
         ))
     }
 }
@@ -213,6 +213,7 @@ mod tests {
             created: 0,
             model: "m".into(),
             include_usage: false,
+            max_event_bytes: crate::providers::sse::DEFAULT_MAX_EVENT_BYTES,
         };
         let r = OpenAiAdapter.parse_response(
             br#"{"error":{"message":"boom","type":"server_error","param":null,"code":null}}"#,
