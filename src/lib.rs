@@ -14,5 +14,6 @@
 pub mod api;
 pub mod error;
 pub mod providers;
+pub mod sim;
 pub mod tokens;
 pub mod usage;
