@@ -542,7 +542,8 @@ impl SimProvider for MistralSim {
                 "prompt_tokens": ex.prompt_tokens,
                 "total_tokens": ex.prompt_tokens + completion,
                 "completion_tokens": completion,
-                "prompt_tokens_details": {"cached_tokens": meta.cached_tokens}
+                "prompt_tokens_details": {"cached_tokens": meta.cached_tokens},
+                "service_tier": "standard"
             },
             "object": "chat.completion",
             "choices": choices,

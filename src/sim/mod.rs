@@ -87,31 +87,45 @@ pub enum Route {
 #[derive(Debug, Clone)]
 pub struct ErrorResponse {
     pub status: u16,
-    pub headers: HeaderMap,
+    /// Response headers, content type included.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Bytes,
 }
 
 impl ErrorResponse {
-    /// A JSON error response.
-    pub fn json(status: u16, body: &Value) -> Self {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+    /// A response with `content_type` and `body`.
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Self {
         ErrorResponse {
             status,
-            headers,
-            body: Bytes::from(body.to_string()),
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type),
+            )],
+            body: body.into(),
         }
     }
 
-    /// Adds a header (invalid values are skipped).
+    /// A JSON error response.
+    pub fn json(status: u16, body: &Value) -> Self {
+        Self::new(status, "application/json", body.to_string())
+    }
+
+    /// Sets a header (invalid values are skipped).
     pub fn with_header(mut self, name: &'static str, value: impl AsRef<str>) -> Self {
         if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
-            self.headers.insert(HeaderName::from_static(name), v);
+            let name = HeaderName::from_static(name);
+            self.headers.retain(|(n, _)| *n != name);
+            self.headers.push((name, v));
         }
         self
+    }
+
+    /// The value of header `name`, if set.
+    pub fn header(&self, name: &str) -> Option<&HeaderValue> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 }
 

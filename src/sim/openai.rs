@@ -10,7 +10,7 @@
 //! resolve to dated snapshots in `model` (`gpt-4o` → `gpt-4o-2024-08-06`).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, Method};
 use serde_json::{json, Map, Value};
 
 use super::openai_shape::{bearer, last_user_text, redact_key};
@@ -471,14 +471,5 @@ fn cloudflare_page(status: u16) -> ErrorResponse {
     let html = format!(
         "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n"
     );
-    let mut h = HeaderMap::new();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html"),
-    );
-    ErrorResponse {
-        status,
-        headers: h,
-        body: Bytes::from(html),
-    }
+    ErrorResponse::new(status, "text/html", html)
 }

@@ -239,7 +239,9 @@ fn tool_choice(ex: &Exchange, seed: u64, tools: &[&ToolSpec]) -> ChoiceReply {
     let mut completion_tokens = 0;
     for (k, tool) in tools.iter().enumerate() {
         let call_seed = seed.wrapping_add(k as u64);
-        let mut arguments = schema::generate(&tool.parameters, call_seed).to_string();
+        let mut arguments =
+            schema::generate_for_prompt(&tool.parameters, call_seed, &ex.last_user_text)
+                .to_string();
         // Name, arguments and a few tokens of call framing.
         let cost = ex.encoding.count(&tool.name) + ex.encoding.count(&arguments) + 3;
         if let Some(left) = budget {
@@ -287,7 +289,7 @@ fn mentions(prompt: &str, name: &str) -> bool {
         return true;
     }
     name_lc
-        .split(|c: char| c == '_' || c == '-' || c == '.')
+        .split(['_', '-', '.'])
         .filter(|part| part.len() >= 4 && !GENERIC.contains(part))
         .any(|part| prompt.contains(part))
 }

@@ -24,12 +24,34 @@ const WORDS: &[&str] = &[
 
 /// A value satisfying `schema`, seeded by `seed`.
 pub fn generate(schema: &Value, seed: u64) -> Value {
+    generate_for_prompt(schema, seed, "")
+}
+
+/// Like [`generate`], but string properties named like a place or a person (`city`,
+/// `location`, `country`, `name`, …) take a proper noun from `prompt` when it has one
+/// (`"weather in Paris"` → `{"city": "Paris"}`).
+pub fn generate_for_prompt(schema: &Value, seed: u64, prompt: &str) -> Value {
     let mut g = Gen {
         root: schema,
         rng: Rng::with_seed(seed),
         budget: MAX_NODES,
+        nouns: proper_nouns(prompt),
     };
     g.value(schema, "", 0)
+}
+
+/// Capitalised words that do not start a sentence, without surrounding punctuation.
+fn proper_nouns(prompt: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut sentence_start = true;
+    for raw in prompt.split_whitespace() {
+        let word = raw.trim_matches(|c: char| !c.is_alphanumeric());
+        if !sentence_start && word.chars().next().is_some_and(char::is_uppercase) && word != "I" {
+            out.push(word.to_string());
+        }
+        sentence_start = raw.ends_with(['.', '?', '!', ':']);
+    }
+    out
 }
 
 struct Gen<'a> {
@@ -37,6 +59,8 @@ struct Gen<'a> {
     rng: Rng,
     /// Values still allowed to be generated (bounds recursive schemas).
     budget: usize,
+    /// Proper nouns of the prompt, used for place and person names.
+    nouns: Vec<String>,
 }
 
 impl<'a> Gen<'a> {
@@ -102,9 +126,11 @@ impl<'a> Gen<'a> {
             root: self.root,
             rng: Rng::with_seed(self.rng.u64(..)),
             budget: self.budget,
+            nouns: std::mem::take(&mut self.nouns),
         };
         let out = sub.value(&owned, name, depth + 1);
         self.budget = sub.budget;
+        self.nouns = sub.nouns;
         out
     }
 
@@ -281,6 +307,16 @@ impl<'a> Gen<'a> {
     /// A plausible string for a property name (`city`, `country`, `name`, …).
     fn hinted(&mut self, name: &str) -> String {
         let n = name.to_ascii_lowercase();
+        let place_or_person = [
+            "city", "location", "place", "country", "name", "user", "person",
+        ]
+        .iter()
+        .any(|h| n.contains(h));
+        if place_or_person {
+            if let Some(noun) = self.nouns.first() {
+                return noun.clone();
+            }
+        }
         if n.contains("city") || n.contains("location") || n.contains("place") {
             self.pick(CITIES).to_string()
         } else if n.contains("country") {
@@ -521,6 +557,20 @@ mod tests {
         ] {
             let _ = generate(&odd, 3);
         }
+    }
+
+    #[test]
+    fn place_names_come_from_the_prompt() {
+        let s = json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]});
+        assert_eq!(
+            generate_for_prompt(&s, 1, "What's the weather in Paris?")["city"],
+            "Paris"
+        );
+        assert_eq!(
+            generate_for_prompt(&s, 1, "What is the capital of the UK? Use the tool.")["city"],
+            "UK"
+        );
+        assert!(generate_for_prompt(&s, 1, "Hello there. Weather?")["city"].is_string());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,6 +66,7 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     seen_prompts: Mutex<HashSet<u64>>,
     streams: Arc<StreamCounters>,
+    connections: AtomicUsize,
 }
 
 /// Locks a mutex, recovering the data if a holder panicked.
@@ -101,6 +102,7 @@ impl SimServer {
             requests: Mutex::new(Vec::new()),
             seen_prompts: Mutex::new(HashSet::new()),
             streams: Arc::new(StreamCounters::default()),
+            connections: AtomicUsize::new(0),
         });
         let task = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(SimServer {
@@ -154,6 +156,12 @@ impl SimServer {
         self.shared.streams.aborted.load(Ordering::SeqCst)
     }
 
+    /// TCP connections accepted so far (keep-alive reuse shows as fewer connections than
+    /// requests).
+    pub fn connection_count(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
     /// Stops accepting, closes every connection and waits for the server task to end.
     pub async fn shutdown(mut self) {
         if let Some(task) = self.task.take() {
@@ -187,6 +195,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    shared.connections.fetch_add(1, Ordering::SeqCst);
                     conns.spawn(serve_connection(stream, shared.clone()));
                 }
                 Err(e) => {
@@ -226,7 +235,9 @@ fn error_reply(e: ErrorResponse) -> Response<SimBody> {
     let mut resp = Response::new(SimBody::full(e.body));
     *resp.status_mut() =
         StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    *resp.headers_mut() = e.headers;
+    for (name, value) in e.headers {
+        resp.headers_mut().append(name, value);
+    }
     resp
 }
 
@@ -420,7 +431,7 @@ fn corrupt_event(event: &Bytes) -> Bytes {
     }
     let mut out = BytesMut::with_capacity(event.len());
     out.extend_from_slice(text[..payload_start].as_bytes());
-    out.extend_from_slice(payload[..cut].as_bytes());
+    out.extend_from_slice(&payload.as_bytes()[..cut]);
     out.extend_from_slice(b"\n\n");
     out.freeze()
 }
