@@ -8,6 +8,7 @@
 //! - [`providers`]: pure translators per provider, SSE parsing, credentials.
 //! - [`config`]: `routes.toml` schema, validation with line numbers.
 //! - [`proxy`]: the Pingora service that owns each upstream exchange.
+//! - [`server`]: assembling and running the Pingora server.
 //! - [`sim`]: simulated providers speaking each provider's wire format, for demo and tests.
 //! - [`error`]: `GatewayError`, the single mapping from failure to client response.
 
@@ -18,5 +19,6 @@ pub mod money;
 pub mod providers;
 pub mod proxy;
 pub mod server;
+pub mod sim;
 pub mod tokens;
 pub mod usage;
