@@ -8,6 +8,8 @@ mod locate;
 pub mod raw;
 mod validate;
 
+pub use validate::parse_base_url;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
