@@ -871,6 +871,11 @@ async fn requests_are_recorded_and_connections_are_reused() {
 
 #[tokio::test]
 async fn fleet_serves_openai_and_mistral_from_its_own_thread() {
+    let unsupported = SimServer::start(ProviderKind::Anthropic, SimOptions::default()).await;
+    assert_eq!(
+        unsupported.unwrap_err().kind(),
+        std::io::ErrorKind::Unsupported
+    );
     let fleet = SimFleet::spawn(SimOptions::default()).unwrap();
     assert!(fleet.base_url(ProviderKind::Anthropic).is_none());
     assert!(fleet.base_url(ProviderKind::Cortex).is_none());
@@ -890,4 +895,27 @@ async fn fleet_serves_openai_and_mistral_from_its_own_thread() {
         1
     );
     drop(fleet);
+}
+
+#[tokio::test]
+async fn prompt_cache_option_reports_cached_tokens_for_a_repeated_long_prompt() {
+    let opts = SimOptions {
+        prompt_cache: true,
+        ..Default::default()
+    };
+    let s = SimServer::start(ProviderKind::OpenAi, opts).await.unwrap();
+    let long = "Entry: shelf, aisle, volume, subject heading. ".repeat(150);
+    let (_, first) = post_json(&s, &user(&long)).await;
+    let (_, second) = post_json(&s, &user(&long)).await;
+    let prompt = first["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(prompt >= 1024);
+    assert_eq!(first["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    let cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(cached > 0 && cached <= prompt && cached % 128 == 0);
+    // Short prompts are never cached.
+    post_json(&s, &user("short")).await;
+    let (_, again) = post_json(&s, &user("short")).await;
+    assert_eq!(again["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
 }

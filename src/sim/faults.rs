@@ -8,6 +8,7 @@ use std::time::Duration;
 pub enum Fault {
     /// Answer with this status, the provider's exact error body and headers
     /// (`retry-after` when `retry_after_secs` is given; rate-limit headers on 429).
+    /// Statuses below 300 are ignored (the request is answered normally).
     Status {
         status: u16,
         retry_after_secs: Option<u64>,

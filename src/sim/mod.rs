@@ -55,7 +55,6 @@ mod fleet;
 mod mistral;
 mod openai;
 mod openai_shape;
-mod openai_validate;
 pub mod reply;
 pub mod schema;
 mod server;

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
-use super::openai_shape::type_name;
+use crate::sim::openai_shape::type_name;
 
 /// One validation failure, rendered as `{"error":{message,type,param,code}}`.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,17 +9,19 @@
 //! `stream_options.include_obfuscation` is false; `data: [DONE]` ends the stream. Aliases
 //! resolve to dated snapshots in `model` (`gpt-4o` → `gpt-4o-2024-08-06`).
 
+mod validate;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Method};
 use serde_json::{json, Map, Value};
 
 use super::openai_shape::{bearer, last_user_text, redact_key};
-use super::openai_validate::{validate, ApiError, UNPARSABLE_BODY};
 use super::reply::{ChoiceReply, Exchange, Reply};
 use super::text::stable_hash;
 use super::{header_map, random_alnum, ErrorResponse, Meta, Route, SimProvider, StreamFrames};
 use crate::api::ChatRequest;
 use crate::providers::ProviderKind;
+use validate::{validate, ApiError, UNPARSABLE_BODY};
 
 /// The simulated OpenAI API.
 pub(crate) struct OpenAiSim;
