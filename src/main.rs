@@ -92,7 +92,11 @@ fn serve(
             for p in &errs.0 {
                 eprintln!("{p}");
             }
-            eprintln!("{}: {} problem(s); not starting", path.display(), errs.0.len());
+            eprintln!(
+                "{}: {} problem(s); not starting",
+                path.display(),
+                errs.0.len()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -102,7 +106,12 @@ fn serve(
     if let Some(a) = admin_listen {
         config.server.admin_listen = Some(a);
     }
-    if config.server.listen.parse::<std::net::SocketAddr>().is_err() {
+    if config
+        .server
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .is_err()
+    {
         eprintln!("--listen must be IP:PORT, got `{}`", config.server.listen);
         return ExitCode::FAILURE;
     }
@@ -170,7 +179,10 @@ fn point_at_simulators(config: &mut Config, fleet: &SimFleet) {
 /// Pingora does not handle SIGHUP, whose default action would kill the process.
 fn ignore_sighup() {
     std::thread::spawn(|| {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
             return;
         };
         rt.block_on(async {

@@ -31,7 +31,10 @@ async fn malformed_json_is_a_400() {
     let (status, body) = error_of(resp).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["type"], "invalid_request_error");
-    assert!(body["error"]["message"].as_str().unwrap().contains("parse the JSON"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("parse the JSON"));
     h.stop().await;
 }
 
@@ -40,7 +43,13 @@ async fn missing_messages_and_wrong_types_name_the_field() {
     let h = Harness::start().await;
     let (status, body) = error_of(h.chat(json!({"model": "gpt-4o-mini"})).await).await;
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("messages"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("messages"),
+        "{body}"
+    );
 
     let (status, body) = error_of(
         h.chat(json!({"model": "gpt-4o-mini", "messages": user("x"), "max_tokens": "ten"}))
@@ -58,9 +67,17 @@ async fn missing_messages_and_wrong_types_name_the_field() {
     assert_eq!(status, 400);
     assert_eq!(body["error"]["param"], "messages[0].role");
 
-    let (status, _) = error_of(h.chat(json!({"model": "gpt-4o-mini", "messages": []})).await).await;
+    let (status, _) = error_of(
+        h.chat(json!({"model": "gpt-4o-mini", "messages": []}))
+            .await,
+    )
+    .await;
     assert_eq!(status, 400);
-    assert_eq!(h.openai.request_count(), 0, "invalid requests never reach a provider");
+    assert_eq!(
+        h.openai.request_count(),
+        0,
+        "invalid requests never reach a provider"
+    );
     h.stop().await;
 }
 
@@ -79,7 +96,9 @@ async fn body_over_the_limit_is_a_413() {
     let resp = h
         .client
         .post(h.url("/v1/chat/completions"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
@@ -90,8 +109,11 @@ async fn body_over_the_limit_is_a_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_model_is_a_404_model_not_found() {
     let h = Harness::start().await;
-    let (status, body) =
-        error_of(h.chat(json!({"model": "gpt-7-ultra", "messages": user("x")})).await).await;
+    let (status, body) = error_of(
+        h.chat(json!({"model": "gpt-7-ultra", "messages": user("x")}))
+            .await,
+    )
+    .await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "model_not_found");
     h.stop().await;
@@ -100,10 +122,16 @@ async fn unknown_model_is_a_404_model_not_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_paths_and_methods_get_openai_errors() {
     let h = Harness::start().await;
-    let (status, body) = error_of(h.client.get(h.url("/v1/embeddingz")).send().await.unwrap()).await;
+    let (status, body) =
+        error_of(h.client.get(h.url("/v1/embeddingz")).send().await.unwrap()).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "unknown_url");
-    let resp = h.client.get(h.url("/v1/chat/completions")).send().await.unwrap();
+    let resp = h
+        .client
+        .get(h.url("/v1/chat/completions"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["allow"], "GET, POST");
     let (status, _) = error_of(resp).await;
     assert_eq!(status, 405);

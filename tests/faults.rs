@@ -21,9 +21,13 @@ async fn falls_back_to_the_next_model_on_503_before_the_first_byte() {
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-tollgate-model"], "mistral-small");
-    let attempts = resp.headers()["x-tollgate-attempts"].to_str().unwrap().to_string();
+    let attempts = resp.headers()["x-tollgate-attempts"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(
-        attempts.starts_with("gpt-4o-mini 503 overloaded") && attempts.contains("mistral-small 200 ok"),
+        attempts.starts_with("gpt-4o-mini 503 overloaded")
+            && attempts.contains("mistral-small 200 ok"),
         "{attempts}"
     );
     let body = resp.text().await.unwrap();
@@ -41,7 +45,9 @@ async fn rate_limit_on_the_last_model_reaches_the_client_with_retry_after() {
         retry_after_secs: Some(7),
     });
     // gpt-4-turbo has no fallback.
-    let resp = h.chat(json!({"model": "gpt-4-turbo", "messages": user("hi")})).await;
+    let resp = h
+        .chat(json!({"model": "gpt-4-turbo", "messages": user("hi")}))
+        .await;
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "7");
     let body: serde_json::Value = resp.json().await.unwrap();
@@ -56,7 +62,9 @@ async fn client_errors_from_the_provider_are_not_retried_elsewhere() {
         status: 400,
         retry_after_secs: None,
     });
-    let resp = h.chat(json!({"model": "gpt-4o-mini", "messages": user("hi")})).await;
+    let resp = h
+        .chat(json!({"model": "gpt-4o-mini", "messages": user("hi")}))
+        .await;
     assert_eq!(resp.status(), 400);
     assert_eq!(h.mistral.request_count(), 0);
     h.stop().await;
@@ -64,7 +72,10 @@ async fn client_errors_from_the_provider_are_not_retried_elsewhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_upstream_is_a_502_with_a_clear_message() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let extra = format!(
         r#"
 [providers.dead]
@@ -87,15 +98,23 @@ price = {{ input = 1, output = 1 }}
             tollgate::providers::auth::Secret::new("k"),
         )),
     );
-    creds.insert("openai".to_string(), Ok(tollgate::providers::auth::ProviderAuth::None));
-    h.gw.state
-        .credentials
-        .store(std::sync::Arc::new(tollgate::proxy::upstream::Credentials::from_map(creds)));
-    let resp = h.chat(json!({"model": "dead-model", "messages": user("hi")})).await;
+    creds.insert(
+        "openai".to_string(),
+        Ok(tollgate::providers::auth::ProviderAuth::None),
+    );
+    h.gw.state.credentials.store(std::sync::Arc::new(
+        tollgate::proxy::upstream::Credentials::from_map(creds),
+    ));
+    let resp = h
+        .chat(json!({"model": "dead-model", "messages": user("hi")}))
+        .await;
     assert_eq!(resp.status(), 502);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_unreachable");
-    assert!(body["error"]["message"].as_str().unwrap().contains("unreachable"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("unreachable"));
     h.stop().await;
 }
 
@@ -105,7 +124,9 @@ async fn upstream_that_never_answers_is_a_504_after_the_first_byte_timeout() {
     let h = Harness::with_timeouts("", "", timeouts).await;
     h.openai.push_fault(Fault::Hang);
     let t0 = Instant::now();
-    let resp = h.chat(json!({"model": "gpt-4-turbo", "messages": user("hi")})).await;
+    let resp = h
+        .chat(json!({"model": "gpt-4-turbo", "messages": user("hi")}))
+        .await;
     assert_eq!(resp.status(), 504);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_timeout");
@@ -124,7 +145,10 @@ async fn stream_cut_mid_way_ends_with_an_error_event() {
     let body = resp.text().await.unwrap();
     let chunks = sse_json(&body);
     let last = chunks.last().unwrap();
-    assert!(last.get("error").is_some(), "stream should end with an error event: {body}");
+    assert!(
+        last.get("error").is_some(),
+        "stream should end with an error event: {body}"
+    );
     assert!(!body.contains("[DONE]"));
     h.stop().await;
 }
@@ -132,7 +156,8 @@ async fn stream_cut_mid_way_ends_with_an_error_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_leaving_mid_stream_aborts_the_upstream() {
     let h = Harness::start().await;
-    h.openai.push_fault(Fault::ChunkDelay(Duration::from_millis(200)));
+    h.openai
+        .push_fault(Fault::ChunkDelay(Duration::from_millis(200)));
     let mut resp = h
         .chat(json!({"model": "gpt-4-turbo", "stream": true, "messages": user("Tell me a long story [[sim: words=200]]")}))
         .await;
@@ -147,7 +172,9 @@ async fn client_leaving_mid_stream_aborts_the_upstream() {
     }
     assert_eq!(h.openai.open_streams(), 0);
     // The gateway keeps serving.
-    let resp = h.chat(json!({"model": "gpt-4o-mini", "messages": user("still there?")})).await;
+    let resp = h
+        .chat(json!({"model": "gpt-4o-mini", "messages": user("still there?")}))
+        .await;
     assert_eq!(resp.status(), 200);
     h.stop().await;
 }

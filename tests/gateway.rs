@@ -15,13 +15,19 @@ async fn non_streaming_completion_through_openai_names_what_served_it() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-tollgate-model"], "gpt-4o-mini");
     assert_eq!(resp.headers()["x-tollgate-provider"], "openai");
-    let attempts = resp.headers()["x-tollgate-attempts"].to_str().unwrap().to_string();
+    let attempts = resp.headers()["x-tollgate-attempts"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(attempts.starts_with("gpt-4o-mini 200 ok"), "{attempts}");
     assert!(resp.headers().contains_key("x-request-id"));
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion");
     assert_eq!(body["choices"][0]["message"]["role"], "assistant");
-    assert!(!body["choices"][0]["message"]["content"].as_str().unwrap().is_empty());
+    assert!(!body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .is_empty());
     let usage = &body["usage"];
     assert_eq!(
         usage["total_tokens"].as_u64().unwrap(),
@@ -41,7 +47,9 @@ async fn non_streaming_completion_through_openai_names_what_served_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alias_resolves_to_its_model_and_upstream_id() {
     let h = Harness::start().await;
-    let resp = h.chat(json!({"model": "gpt-4", "messages": user("hi")})).await;
+    let resp = h
+        .chat(json!({"model": "gpt-4", "messages": user("hi")}))
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-tollgate-model"], "gpt-4-turbo");
     let wire: serde_json::Value = serde_json::from_slice(&h.openai.requests()[0].body).unwrap();
@@ -52,7 +60,9 @@ async fn alias_resolves_to_its_model_and_upstream_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_is_served_by_the_default_model() {
     let h = Harness::start().await;
-    let resp = h.chat(json!({"model": "auto", "messages": user("hi")})).await;
+    let resp = h
+        .chat(json!({"model": "auto", "messages": user("hi")}))
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.headers()["x-tollgate-model"],
@@ -78,14 +88,21 @@ async fn streaming_ends_with_done_and_hides_usage_unless_asked() {
     let data = sse_data(&body);
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
     let chunks = sse_json(&body);
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
     assert!(
-        chunks.iter().all(|c| c.get("usage").map_or(true, |u| u.is_null())),
+        chunks
+            .iter()
+            .all(|c| c.get("usage").is_none_or(|u| u.is_null())),
         "usage chunk must be stripped when the client did not ask: {body}"
     );
     assert!(!streamed_text(&chunks).is_empty());
     assert_eq!(
-        chunks.iter().filter_map(|c| c["choices"][0]["finish_reason"].as_str()).collect::<Vec<_>>(),
+        chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
+            .collect::<Vec<_>>(),
         ["stop"]
     );
     // tollgate asked the provider for usage anyway (it needs it for billing).
@@ -130,7 +147,9 @@ async fn mistral_answers_in_openai_format_streaming_and_not() {
     assert_eq!(wire["random_seed"], 7);
     assert!(wire.get("seed").is_none());
     assert_eq!(
-        h.mistral.requests()[0].headers["authorization"].to_str().unwrap(),
+        h.mistral.requests()[0].headers["authorization"]
+            .to_str()
+            .unwrap(),
         format!("Bearer {MISTRAL_KEY}")
     );
 
@@ -147,10 +166,17 @@ async fn mistral_answers_in_openai_format_streaming_and_not() {
     let chunks = sse_json(&body);
     assert!(!streamed_text(&chunks).is_empty());
     let last = chunks.last().unwrap();
-    assert_eq!(last["choices"], json!([]), "usage split into its own chunk: {body}");
+    assert_eq!(
+        last["choices"],
+        json!([]),
+        "usage split into its own chunk: {body}"
+    );
     assert!(last["usage"]["total_tokens"].as_u64().unwrap() > 0);
     let wire: serde_json::Value = serde_json::from_slice(&h.mistral.requests()[1].body).unwrap();
-    assert!(wire.get("stream_options").is_none(), "Mistral has no stream_options");
+    assert!(
+        wire.get("stream_options").is_none(),
+        "Mistral has no stream_options"
+    );
     h.stop().await;
 }
 
@@ -167,8 +193,19 @@ async fn models_lists_models_aliases_and_auto() {
         .await
         .unwrap();
     assert_eq!(body["object"], "list");
-    let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    for id in ["auto", "gpt-4o-mini", "gpt-4-turbo", "mistral-small", "gpt-4"] {
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "auto",
+        "gpt-4o-mini",
+        "gpt-4-turbo",
+        "mistral-small",
+        "gpt-4",
+    ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
     let health: serde_json::Value = h
@@ -188,10 +225,15 @@ async fn models_lists_models_aliases_and_auto() {
 async fn request_body_far_beyond_64_kib_is_proxied_whole() {
     let h = Harness::start().await;
     let big = "lorem ipsum ".repeat(40_000); // 480 KB, far past Pingora's 64 KiB replay buffer
-    let resp = h.chat(json!({"model": "gpt-4o-mini", "messages": user(&big)})).await;
+    let resp = h
+        .chat(json!({"model": "gpt-4o-mini", "messages": user(&big)}))
+        .await;
     assert_eq!(resp.status(), 200);
     let wire: serde_json::Value = serde_json::from_slice(&h.openai.requests()[0].body).unwrap();
-    assert_eq!(wire["messages"][0]["content"].as_str().unwrap().len(), big.len());
+    assert_eq!(
+        wire["messages"][0]["content"].as_str().unwrap().len(),
+        big.len()
+    );
     h.stop().await;
 }
 

@@ -7,7 +7,9 @@ mod common;
 use common::Harness;
 
 fn python() -> Option<String> {
-    std::env::var("TOLLGATE_TEST_PYTHON").ok().filter(|p| !p.is_empty())
+    std::env::var("TOLLGATE_TEST_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,7 +29,10 @@ async fn official_openai_python_sdk_works_unchanged() {
         .expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "SDK check failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "SDK check failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("all checks passed"));
     h.stop().await;
 }

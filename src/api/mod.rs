@@ -13,6 +13,6 @@ pub use chat::{
     StreamOptions, Tool, ToolCall, ToolChoice,
 };
 pub use response::{
-    ChatChunk, ChatCompletion, Choice, ChunkChoice, Delta, FunctionDelta, ResponseMessage, ToolCallDelta,
-    UsageJson,
+    ChatChunk, ChatCompletion, Choice, ChunkChoice, Delta, FunctionDelta, ResponseMessage,
+    ToolCallDelta, UsageJson,
 };

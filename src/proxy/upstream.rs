@@ -135,7 +135,8 @@ fn load_keypair(p: &ProviderConfig) -> Result<ProviderAuth, String> {
     let jwt = KeyPairJwt::from_pem_file(account, user, private_key_file)
         .map_err(|e| format!("Snowflake key pair: {e}"))?;
     // Sign once now so that a key Snowflake cannot use is reported at start-up.
-    jwt.token().map_err(|e| format!("Snowflake key pair: {e}"))?;
+    jwt.token()
+        .map_err(|e| format!("Snowflake key pair: {e}"))?;
     Ok(ProviderAuth::SnowflakeKeyPair(Arc::new(jwt)))
 }
 

@@ -122,7 +122,13 @@ impl Harness {
         )
         .await
         .expect("mistral sim");
-        let src = routes(&openai.base_url(), &mistral.base_url(), server, extra, timeouts);
+        let src = routes(
+            &openai.base_url(),
+            &mistral.base_url(),
+            server,
+            extra,
+            timeouts,
+        );
         let config = Config::parse(&src, "test-routes.toml").expect("test config valid");
         let state = GatewayState::new(config, credentials());
         let gw = tokio::task::spawn_blocking(move || RunningGateway::start(state, 2))
@@ -153,7 +159,9 @@ impl Harness {
 
     pub async fn stop(self) {
         let gw = self.gw;
-        tokio::task::spawn_blocking(move || gw.stop()).await.unwrap();
+        tokio::task::spawn_blocking(move || gw.stop())
+            .await
+            .unwrap();
     }
 }
 
