@@ -18,6 +18,7 @@ pub mod error;
 pub mod money;
 pub mod providers;
 pub mod proxy;
+pub mod routing;
 pub mod server;
 pub mod sim;
 pub mod tokens;

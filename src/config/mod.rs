@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use crate::money::Decimal9;
 use crate::providers::{CortexMode, ProviderKind};
+use crate::routing::breaker::BreakerConfig;
+use crate::routing::classifier::Classifier;
 
 pub use validate::{ConfigErrors, Problem};
 
@@ -27,6 +29,9 @@ pub const AUTO_MODEL: &str = "auto";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerSettings,
+    pub routing: RoutingSettings,
+    pub classifier: Arc<Classifier>,
+    pub breaker: BreakerConfig,
     /// The model `auto` resolves to.
     pub default_model: String,
     pub providers: BTreeMap<String, Arc<ProviderConfig>>,
@@ -35,6 +40,48 @@ pub struct Config {
     pub aliases: BTreeMap<String, String>,
     /// Short content hash of the source text; changes with every edit.
     pub version: String,
+}
+
+/// `[routing]`: tiers and the policies that shape a chain.
+#[derive(Debug, Clone)]
+pub struct RoutingSettings {
+    /// Cheapest first. Empty: `auto` is served by `default_model`.
+    pub tiers: Vec<Tier>,
+    pub allow_tier_header: bool,
+    pub max_request_cost: Option<Decimal9>,
+    pub expected_output_tokens: u32,
+    pub latency_classes: BTreeMap<String, Duration>,
+    pub context_length_fallback: bool,
+    pub retry: RetrySettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tier {
+    pub name: String,
+    pub premium: bool,
+    pub chain: Vec<String>,
+    /// (percent of daily budget spent, chain), ascending by percent.
+    pub by_budget: Vec<(u32, Vec<String>)>,
+}
+
+impl Tier {
+    /// The chain for a budget at `percent_spent` (the highest threshold reached wins).
+    pub fn chain_at(&self, percent_spent: u32) -> &[String] {
+        self.by_budget
+            .iter()
+            .rev()
+            .find(|(p, _)| percent_spent >= *p)
+            .map(|(_, c)| c.as_slice())
+            .unwrap_or(&self.chain)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySettings {
+    pub attempts_per_model: u32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    pub max_retry_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -159,10 +206,21 @@ impl Config {
         }
     }
 
+    /// Whether `requested` is routed by the classifier: `auto`, or an alias of `auto`,
+    /// when tiers are configured.
+    pub fn is_routed(&self, requested: &str) -> bool {
+        !self.routing.tiers.is_empty()
+            && (requested == AUTO_MODEL
+                || self.aliases.get(requested).map(String::as_str) == Some(AUTO_MODEL))
+    }
+
     /// The ordered chain of models serving a requested model name: the model itself, then
     /// its fallbacks (aliases resolved, duplicates dropped). `None` for an unknown name.
+    /// `auto` (without tiers) is served by `default_model`.
     pub fn chain(&self, requested: &str) -> Option<Vec<Arc<ModelConfig>>> {
-        let name = if requested == AUTO_MODEL {
+        let name = if requested == AUTO_MODEL
+            || self.aliases.get(requested).map(String::as_str) == Some(AUTO_MODEL)
+        {
             self.canonical_model(&self.default_model)?
         } else {
             self.canonical_model(requested)?
@@ -177,5 +235,23 @@ impl Config {
             }
         }
         Some(chain)
+    }
+
+    /// Models of a list of names (aliases resolved, unknown and duplicate names dropped).
+    pub fn models_named(&self, names: &[String]) -> Vec<Arc<ModelConfig>> {
+        let mut out: Vec<Arc<ModelConfig>> = Vec::new();
+        for n in names {
+            if let Some(m) = self.canonical_model(n).and_then(|c| self.models.get(c)) {
+                if !out.iter().any(|o| o.name == m.name) {
+                    out.push(m.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Index of a tier by name.
+    pub fn tier_index(&self, name: &str) -> Option<usize> {
+        self.routing.tiers.iter().position(|t| t.name == name)
     }
 }

@@ -11,7 +11,15 @@ use crate::providers::{CortexMode, ProviderKind};
 
 /// The whole file, section by section (each section deserialized separately so that one
 /// bad section does not hide problems in the others).
-pub const SECTIONS: &[&str] = &["server", "routing", "providers", "models", "aliases"];
+pub const SECTIONS: &[&str] = &[
+    "server",
+    "routing",
+    "classifier",
+    "breaker",
+    "providers",
+    "models",
+    "aliases",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,8 +76,88 @@ fn default_grace() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRouting {
-    /// The model (or alias) that `model: "auto"` is served by.
+    /// The model (or alias) that `model: "auto"` is served by when no tiers are configured.
     pub default_model: String,
+    /// Tiers from cheapest to most capable; `auto` requests are classified into one.
+    #[serde(default)]
+    pub tiers: Vec<RawTier>,
+    /// Callers may pick the tier with the `x-tollgate-tier` header.
+    #[serde(default)]
+    pub allow_tier_header: bool,
+    /// Largest estimated cost of one request, in dollars (callers may lower it with
+    /// `x-tollgate-max-cost`).
+    #[serde(default)]
+    pub max_request_cost: Option<Decimal9>,
+    /// Output tokens assumed for the cost estimate when the request sets no `max_tokens`.
+    #[serde(default = "default_expected_output")]
+    pub expected_output_tokens: u32,
+    /// Latency classes callers may ask for with `x-tollgate-latency`: target time to first
+    /// token in milliseconds.
+    #[serde(default)]
+    pub latency_classes: BTreeMap<String, u64>,
+    /// A context-length error from one model may fall back to a larger-context model.
+    #[serde(default)]
+    pub context_length_fallback: bool,
+    #[serde(default)]
+    pub retry: RawRetry,
+}
+
+fn default_expected_output() -> u32 {
+    512
+}
+
+/// One tier: its chain, and the chains used once the caller's daily budget is spent past
+/// a percentage (`[routing.tiers.budget]`, keys are percentages).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTier {
+    pub name: String,
+    pub chain: Vec<String>,
+    /// Counted as premium by `tollgate eval-router`.
+    #[serde(default)]
+    pub premium: bool,
+    #[serde(default)]
+    pub budget: BTreeMap<String, Vec<String>>,
+}
+
+/// Retries of one model before falling to the next.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Attempts per model, the first included.
+    #[serde(default = "d_attempts")]
+    pub attempts_per_model: u32,
+    #[serde(default = "d_base")]
+    pub base_backoff_ms: u64,
+    #[serde(default = "d_max_backoff")]
+    pub max_backoff_ms: u64,
+    /// A provider's `Retry-After` is honoured up to this long; longer means: next model.
+    #[serde(default = "d_max_retry_after")]
+    pub max_retry_after_ms: u64,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        RawRetry {
+            attempts_per_model: d_attempts(),
+            base_backoff_ms: d_base(),
+            max_backoff_ms: d_max_backoff(),
+            max_retry_after_ms: d_max_retry_after(),
+        }
+    }
+}
+
+fn d_attempts() -> u32 {
+    2
+}
+fn d_base() -> u64 {
+    100
+}
+fn d_max_backoff() -> u64 {
+    2_000
+}
+fn d_max_retry_after() -> u64 {
+    5_000
 }
 
 #[derive(Debug, Clone, Deserialize)]

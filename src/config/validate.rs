@@ -13,13 +13,15 @@ use sha2::{Digest, Sha256};
 
 use super::locate::Locator;
 use super::raw::{
-    RawModel, RawPrice, RawProvider, RawRouting, RawServer, RawSnowflakeAuth, SECTIONS,
+    RawModel, RawPrice, RawProvider, RawRetry, RawRouting, RawServer, RawSnowflakeAuth, SECTIONS,
 };
 use super::{
-    BaseUrl, Config, CredentialSource, ModelConfig, Price, ProviderConfig, ServerSettings,
-    Timeouts, AUTO_MODEL,
+    BaseUrl, Config, CredentialSource, ModelConfig, Price, ProviderConfig, RetrySettings,
+    RoutingSettings, ServerSettings, Tier, Timeouts, AUTO_MODEL,
 };
 use crate::providers::{CortexMode, ProviderKind};
+use crate::routing::breaker::BreakerConfig;
+use crate::routing::classifier::{Classifier, ClassifierConfig};
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +156,14 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigErrors> {
     };
     let providers = entries(&mut c, &mut table, "providers");
     let models = entries(&mut c, &mut table, "models");
+    let classifier_cfg: ClassifierConfig = match table.remove("classifier") {
+        Some(v) => c.de(&["classifier"], v).unwrap_or_default(),
+        None => ClassifierConfig::default(),
+    };
+    let breaker: BreakerConfig = match table.remove("breaker") {
+        Some(v) => c.de(&["breaker"], v).unwrap_or_default(),
+        None => BreakerConfig::default(),
+    };
     let aliases: BTreeMap<String, String> = match table.remove("aliases") {
         Some(v) => c.de(&["aliases"], v).unwrap_or_default(),
         None => BTreeMap::new(),
@@ -218,6 +228,37 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigErrors> {
             c.report(&["aliases", alias], format!("unknown model `{target}`"));
         }
     }
+    let model_known = |n: &str| {
+        model_out.contains_key(n)
+            || aliases.get(n).is_some_and(|t| t != AUTO_MODEL)
+            || fallbacks.iter().any(|(m, _)| m == n)
+    };
+    let routing_settings = match &routing {
+        Some(r) => check_routing(&mut c, r, &model_known),
+        None => check_routing(&mut c, &empty_routing(), &model_known),
+    };
+    let tier_names: Vec<String> = routing_settings
+        .tiers
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    for (path, msg) in classifier_cfg.validate(&tier_names) {
+        let mut p = vec!["classifier"];
+        p.extend(path.split('.').filter(|s| !s.is_empty()));
+        c.report(&p, msg);
+    }
+    for (path, msg) in breaker.validate() {
+        let mut p = vec!["breaker"];
+        p.extend(path.split('.').filter(|s| !s.is_empty()));
+        c.report(&p, msg);
+    }
+    let classifier = match Classifier::new(&classifier_cfg, &tier_names) {
+        Ok(cl) => Some(cl),
+        Err(e) => {
+            c.report(&["classifier"], e);
+            None
+        }
+    };
     let default_model = routing.map(|r| r.default_model).unwrap_or_default();
     if !default_model.is_empty()
         && !known(&default_model, &model_out)
@@ -233,8 +274,14 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigErrors> {
         c.problems.sort_by_key(|p| p.line.unwrap_or(0));
         return Err(ConfigErrors(c.problems));
     }
+    let Some(classifier) = classifier else {
+        return Err(ConfigErrors(c.problems));
+    };
     Ok(Config {
         server,
+        routing: routing_settings,
+        classifier: Arc::new(classifier),
+        breaker,
         default_model,
         providers: prov_out,
         models: model_out,
@@ -260,6 +307,110 @@ fn entries(c: &mut Checker, table: &mut toml::Table, section: &str) -> Vec<(Stri
             c.report(&[section], "must be a table");
             Vec::new()
         }
+    }
+}
+
+fn empty_routing() -> RawRouting {
+    RawRouting {
+        default_model: String::new(),
+        tiers: Vec::new(),
+        allow_tier_header: false,
+        max_request_cost: None,
+        expected_output_tokens: 512,
+        latency_classes: BTreeMap::new(),
+        context_length_fallback: false,
+        retry: RawRetry::default(),
+    }
+}
+
+fn check_routing(c: &mut Checker, r: &RawRouting, known: &dyn Fn(&str) -> bool) -> RoutingSettings {
+    let mut tiers: Vec<Tier> = Vec::new();
+    for (i, t) in r.tiers.iter().enumerate() {
+        let idx = i.to_string();
+        let at = ["routing", "tiers", idx.as_str()];
+        if t.name.is_empty() {
+            c.report(&at, "tier name must not be empty");
+        } else if tiers.iter().any(|x| x.name == t.name) {
+            c.report(&at, format!("duplicate tier `{}`", t.name));
+        }
+        let check_chain = |c: &mut Checker, chain: &[String], what: &str| {
+            if chain.is_empty() {
+                c.report(&at, format!("tier `{}`: {what} must not be empty", t.name));
+            }
+            for m in chain {
+                if !known(m) {
+                    c.report(
+                        &at,
+                        format!("tier `{}`: {what} names unknown model `{m}`", t.name),
+                    );
+                }
+            }
+        };
+        check_chain(c, &t.chain, "chain");
+        let mut by_budget = Vec::new();
+        for (pct, chain) in &t.budget {
+            match pct.parse::<u32>() {
+                Ok(p) if (1..=100).contains(&p) => by_budget.push((p, chain.clone())),
+                _ => c.report(
+                    &at,
+                    format!(
+                        "tier `{}`: budget key `{pct}` must be a percentage from 1 to 100",
+                        t.name
+                    ),
+                ),
+            }
+            check_chain(c, chain, &format!("budget.{pct}"));
+        }
+        by_budget.sort_by_key(|(p, _)| *p);
+        tiers.push(Tier {
+            name: t.name.clone(),
+            premium: t.premium,
+            chain: t.chain.clone(),
+            by_budget,
+        });
+    }
+    let mut latency_classes = BTreeMap::new();
+    for (name, ms) in &r.latency_classes {
+        if *ms == 0 {
+            c.report(
+                &["routing", "latency_classes", name],
+                "must be greater than 0",
+            );
+        }
+        latency_classes.insert(name.clone(), Duration::from_millis(*ms));
+    }
+    let rt = &r.retry;
+    if !(1..=10).contains(&rt.attempts_per_model) {
+        c.report(
+            &["routing", "retry", "attempts_per_model"],
+            "must be between 1 and 10",
+        );
+    }
+    if rt.base_backoff_ms > rt.max_backoff_ms {
+        c.report(
+            &["routing", "retry"],
+            "base_backoff_ms must not exceed max_backoff_ms",
+        );
+    }
+    if r.expected_output_tokens == 0 {
+        c.report(
+            &["routing", "expected_output_tokens"],
+            "must be greater than 0",
+        );
+    }
+    RoutingSettings {
+        tiers,
+        allow_tier_header: r.allow_tier_header,
+        max_request_cost: r.max_request_cost,
+        expected_output_tokens: r.expected_output_tokens,
+        latency_classes,
+        context_length_fallback: r.context_length_fallback,
+        retry: RetrySettings {
+            attempts_per_model: rt.attempts_per_model,
+            base_backoff: Duration::from_millis(rt.base_backoff_ms),
+            max_backoff: Duration::from_millis(rt.max_backoff_ms),
+            max_retry_after: Duration::from_millis(rt.max_retry_after_ms),
+        },
     }
 }
 

@@ -1,0 +1,1 @@
+//! Time-to-first-token tracking per upstream (placeholder).
