@@ -878,7 +878,6 @@ async fn fleet_serves_openai_and_mistral_from_its_own_thread() {
     );
     let fleet = SimFleet::spawn(SimOptions::default()).unwrap();
     assert!(fleet.base_url(ProviderKind::Anthropic).is_none());
-    assert!(fleet.base_url(ProviderKind::Cortex).is_none());
     for kind in [ProviderKind::OpenAi, ProviderKind::Mistral] {
         let base = fleet.base_url(kind).unwrap();
         let r = reqwest::Client::new()

@@ -50,6 +50,7 @@
 //! `provider_for`; the transport, recording, fault handling and reply generation are shared.
 
 mod body;
+mod cortex;
 mod faults;
 mod fleet;
 mod mistral;
@@ -137,6 +138,8 @@ pub struct Meta {
     pub created: u64,
     /// Prompt tokens served from the simulated prompt cache (see [`SimOptions::prompt_cache`]).
     pub cached_tokens: u64,
+    /// The request path, without the query (for providers with several chat endpoints).
+    pub path: String,
 }
 
 /// The SSE events of one streamed answer, one event per body frame.
@@ -214,7 +217,8 @@ pub(crate) fn provider_for(kind: ProviderKind) -> Option<&'static dyn SimProvide
     match kind {
         ProviderKind::OpenAi => Some(&openai::OpenAiSim),
         ProviderKind::Mistral => Some(&mistral::MistralSim),
-        ProviderKind::Anthropic | ProviderKind::Cortex => None,
+        ProviderKind::Cortex => Some(&cortex::CortexSim),
+        ProviderKind::Anthropic => None,
     }
 }
 

@@ -258,6 +258,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<SimBody> {
         request_id: random_hex(32),
         created: now_secs(),
         cached_tokens: 0,
+        path: parts.uri.path().to_string(),
     };
     let raw = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
