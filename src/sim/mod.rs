@@ -49,6 +49,7 @@
 //! a [`reply::Reply`] as a JSON body or SSE events, error bodies) plus one arm in
 //! `provider_for`; the transport, recording, fault handling and reply generation are shared.
 
+mod anthropic;
 mod body;
 mod faults;
 mod fleet;
@@ -78,6 +79,10 @@ pub enum Route {
     Chat,
     /// The model list, or one model when an id is given.
     Models(Option<String>),
+    /// Another endpoint the provider answers itself from the request alone (token counting),
+    /// after authentication, without faults or reply generation: see
+    /// [`SimProvider::auxiliary`].
+    Auxiliary(&'static str),
     /// Anything else: answered with [`SimProvider::not_found`].
     NotFound,
 }
@@ -207,6 +212,13 @@ pub trait SimProvider: Send + Sync + 'static {
 
     /// The model list (`id: None`) or one model; `Err` when the model is unknown.
     fn models(&self, id: Option<&str>) -> Result<Bytes, ErrorResponse>;
+
+    /// The complete response (any status) of the endpoint routed as
+    /// [`Route::Auxiliary`]`(name)`. `json` is the body parsed as JSON, when it is valid JSON.
+    fn auxiliary(&self, name: &str, raw: &[u8], json: Option<Value>, meta: &Meta) -> ErrorResponse {
+        let _ = (raw, json);
+        self.not_found(&Method::POST, name, meta)
+    }
 }
 
 /// The simulator for a provider kind, when one exists.
@@ -214,7 +226,8 @@ pub(crate) fn provider_for(kind: ProviderKind) -> Option<&'static dyn SimProvide
     match kind {
         ProviderKind::OpenAi => Some(&openai::OpenAiSim),
         ProviderKind::Mistral => Some(&mistral::MistralSim),
-        ProviderKind::Anthropic | ProviderKind::Cortex => None,
+        ProviderKind::Anthropic => Some(&anthropic::AnthropicSim),
+        ProviderKind::Cortex => None,
     }
 }
 
