@@ -10,6 +10,7 @@
 //! `event: error` frame. Input tokens are counted with `cl100k_base`, an approximation of
 //! Claude's tokenizer (see `exchange.rs`). Shapes of bodies and streams: `render.rs`.
 
+mod blocks;
 mod exchange;
 mod models;
 mod render;
