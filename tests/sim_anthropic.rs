@@ -751,10 +751,19 @@ async fn credentials_and_the_version_header_are_required() {
         json!({"type": "authentication_error", "message": "x-api-key header is required"})
     );
 
-    // An OpenAI-style bearer token is not Anthropic's credential.
+    // The official SDK 2.x sends the key as a bearer token, with its newer API version.
     let r = client
         .post(url(&s))
         .bearer_auth(KEY)
+        .header("anthropic-version", "2026-10-21")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .post(url(&s))
+        .bearer_auth("sk-ant-wrong")
         .header("anthropic-version", VERSION)
         .json(&body)
         .send()

@@ -1,7 +1,8 @@
 //! The simulated Anthropic Messages API (`POST /v1/messages`, `POST
 //! /v1/messages/count_tokens`, `GET /v1/models`).
 //!
-//! Requests need `x-api-key` (a missing or wrong key is a `401 authentication_error`) and an
+//! Requests need a key in `x-api-key` or, as the official SDK 2.x sends it, in
+//! `Authorization: Bearer` (a missing or wrong key is a `401 authentication_error`), and an
 //! `anthropic-version` header (`400 invalid_request_error` when missing or unknown), and are
 //! validated as the real API does (see `validate.rs`). Answers carry a `request-id` header
 //! (`req_…`) and `anthropic-ratelimit-*` headers; errors are
@@ -20,6 +21,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use serde_json::{json, Value};
 
+use super::openai_shape::bearer;
 use super::reply::{chosen_tools, Exchange, Reply, ToolMode};
 use super::{header_map, ErrorResponse, Meta, Route, SimProvider, StreamFrames};
 use crate::providers::ProviderKind;
@@ -28,8 +30,26 @@ use validate::{validate, Rejection, CONTEXT_WINDOW};
 /// The simulated Anthropic API.
 pub(crate) struct AnthropicSim;
 
-/// `anthropic-version` values the API accepts.
-const VERSIONS: &[&str] = &["2023-06-01", "2023-01-01"];
+/// `anthropic-version` values the API is known to accept (the official Python SDK 2.12.0
+/// sends the last one).
+const VERSIONS: &[&str] = &["2023-01-01", "2023-06-01", "2026-10-21"];
+
+/// Whether the API accepts an `anthropic-version`: a known version, or a well-formed date
+/// after the newest known one (a version released after this table). Other dates are
+/// rejected, as the API rejects dates that are not versions.
+fn valid_version(v: &str) -> bool {
+    if VERSIONS.contains(&v) {
+        return true;
+    }
+    let b = v.as_bytes();
+    let well_formed = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    well_formed && VERSIONS.last().is_some_and(|newest| v > *newest)
+}
 
 const REQUESTS_PER_MINUTE: u64 = 4_000;
 const INPUT_TOKENS_PER_MINUTE: u64 = 2_000_000;
@@ -246,11 +266,13 @@ impl SimProvider for AnthropicSim {
         expected: Option<&str>,
         meta: &Meta,
     ) -> Result<(), ErrorResponse> {
+        // `x-api-key`, or `Authorization: Bearer`, which the official SDK uses since 2.x.
         let key = headers
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
-            .filter(|k| !k.is_empty());
+            .filter(|k| !k.is_empty())
+            .or_else(|| bearer(headers));
         match (key, expected) {
             (None, _) => {
                 return Err(error(
@@ -280,7 +302,7 @@ impl SimProvider for AnthropicSim {
                 "anthropic-version: header is required",
                 meta,
             )),
-            Some(v) if !VERSIONS.contains(&v) => Err(error(
+            Some(v) if !valid_version(v) => Err(error(
                 400,
                 "invalid_request_error",
                 &format!("anthropic-version: \"{v}\" is not a valid version"),
@@ -457,6 +479,16 @@ mod tests {
         assert_eq!(id, request_id(&meta));
         assert!(id.starts_with("req_011C"));
         assert_eq!(id.len(), "req_011CSSm1Hk3tCb5cK7SNcQpT".len());
+    }
+
+    #[test]
+    fn known_and_newer_versions_are_accepted() {
+        assert!(valid_version("2023-06-01"));
+        assert!(valid_version("2026-10-21"));
+        assert!(valid_version("2027-03-01"));
+        assert!(!valid_version("2024-10-22"));
+        assert!(!valid_version("2027-3-1"));
+        assert!(!valid_version("latest"));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! accepted at all.
 //!
 //! A name is accepted when it is a listed id or alias, or when it looks like a Claude model
-//! (`claude-…` naming a family: `opus`, `sonnet` or `haiku`), so that models released after
+//! (`claude-…` naming a family: `opus`, `sonnet`, `haiku`, `fable` or `mythos`), so that
+//! models released after
 //! this table still work. Anything else is a `404 not_found_error` with the message
 //! `model: <name>`, as the real API answers a misspelt name (`claude-sonet-4-5` is recorded).
 
@@ -142,7 +143,7 @@ pub(super) fn accepted(name: &str) -> bool {
         return false;
     };
     rest.split(['-', '.'])
-        .any(|part| matches!(part, "opus" | "sonnet" | "haiku"))
+        .any(|part| matches!(part, "opus" | "sonnet" | "haiku" | "fable" | "mythos"))
 }
 
 /// The model id a response reports: the dated snapshot of an alias, else the name itself.
@@ -188,6 +189,7 @@ mod tests {
     fn accepts_claude_families_and_rejects_misspellings() {
         assert!(accepted("claude-sonnet-4-5"));
         assert!(accepted("claude-opus-5"));
+        assert!(accepted("claude-fable-5-2"));
         assert!(accepted("claude-3-5-sonnet-20241022"));
         assert!(!accepted("claude-sonet-4-5"));
         assert!(!accepted("gpt-4o"));

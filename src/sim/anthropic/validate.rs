@@ -63,6 +63,8 @@ const TOP_LEVEL: &[&str] = &[
     "output_format",
     "cache_control",
     "inference_geo",
+    "diagnostics",
+    "speed",
 ];
 
 /// The largest prompt, in tokens.
