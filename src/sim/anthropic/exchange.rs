@@ -250,9 +250,9 @@ fn image_tokens(source: Option<&Value>) -> u64 {
         .and_then(|s| s.get("data"))
         .and_then(Value::as_str)
         .and_then(|data| {
-            // The header is in the first few dozen bytes.
-            let head: String = data.chars().take(64).collect();
-            let head = &head[..head.len() / 4 * 4];
+            // The header is in the first few dozen bytes (whole 4-character base64 groups).
+            let bytes = data.as_bytes();
+            let head = &bytes[..bytes.len().min(64) / 4 * 4];
             base64::engine::general_purpose::STANDARD.decode(head).ok()
         })
         .and_then(|bytes| image_size(&bytes));
@@ -333,5 +333,9 @@ mod tests {
         let data = base64::engine::general_purpose::STANDARD.encode(&small);
         let source = json!({"type": "base64", "media_type": "image/png", "data": data});
         assert_eq!(image_tokens(Some(&source)), 100);
+        // Not base64 at all, multi-byte characters included: the maximum, no panic.
+        let source =
+            json!({"type": "base64", "media_type": "image/png", "data": "ééééééééé".repeat(20)});
+        assert_eq!(image_tokens(Some(&source)), 1600);
     }
 }
