@@ -49,6 +49,7 @@
 //! a [`reply::Reply`] as a JSON body or SSE events, error bodies) plus one arm in
 //! `provider_for`; the transport, recording, fault handling and reply generation are shared.
 
+mod anthropic;
 mod body;
 mod cortex;
 mod faults;
@@ -79,6 +80,10 @@ pub enum Route {
     Chat,
     /// The model list, or one model when an id is given.
     Models(Option<String>),
+    /// Another endpoint the provider answers itself from the request alone (token counting),
+    /// after authentication, without faults or reply generation: see
+    /// [`SimProvider::auxiliary`].
+    Auxiliary(&'static str),
     /// Anything else: answered with [`SimProvider::not_found`].
     NotFound,
 }
@@ -210,6 +215,13 @@ pub trait SimProvider: Send + Sync + 'static {
 
     /// The model list (`id: None`) or one model; `Err` when the model is unknown.
     fn models(&self, id: Option<&str>) -> Result<Bytes, ErrorResponse>;
+
+    /// The complete response (any status) of the endpoint routed as
+    /// [`Route::Auxiliary`]`(name)`. `json` is the body parsed as JSON, when it is valid JSON.
+    fn auxiliary(&self, name: &str, raw: &[u8], json: Option<Value>, meta: &Meta) -> ErrorResponse {
+        let _ = (raw, json);
+        self.not_found(&Method::POST, name, meta)
+    }
 }
 
 /// The simulator for a provider kind, when one exists.
@@ -218,7 +230,7 @@ pub(crate) fn provider_for(kind: ProviderKind) -> Option<&'static dyn SimProvide
         ProviderKind::OpenAi => Some(&openai::OpenAiSim),
         ProviderKind::Mistral => Some(&mistral::MistralSim),
         ProviderKind::Cortex => Some(&cortex::CortexSim),
-        ProviderKind::Anthropic => None,
+        ProviderKind::Anthropic => Some(&anthropic::AnthropicSim),
     }
 }
 

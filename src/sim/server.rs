@@ -292,6 +292,15 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<SimBody> {
                 Err(e) => error_reply(e),
             };
         }
+        Route::Auxiliary(name) => {
+            if let Err(e) =
+                provider.check_auth(&parts.headers, shared.opts.api_key.as_deref(), &meta)
+            {
+                return error_reply(e);
+            }
+            let json = serde_json::from_slice(&raw).ok();
+            return error_reply(provider.auxiliary(name, &raw, json, &meta));
+        }
         Route::Chat => {}
     }
     if let Err(e) = provider.check_auth(&parts.headers, shared.opts.api_key.as_deref(), &meta) {
