@@ -429,6 +429,7 @@ impl SimProvider for AnthropicSim {
                         request_id: super::random_hex(32),
                         created: 0,
                         cached_tokens: 0,
+                        path: String::new(),
                     };
                     Err(error(
                         404,
@@ -474,6 +475,7 @@ mod tests {
             request_id: "0123456789abcdef0123456789abcdef".into(),
             created: 0,
             cached_tokens: 0,
+            path: String::new(),
         };
         let id = request_id(&meta);
         assert_eq!(id, request_id(&meta));
