@@ -16,6 +16,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod money;
+pub mod pricing;
 pub mod providers;
 pub mod proxy;
 pub mod routing;

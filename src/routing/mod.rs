@@ -9,3 +9,4 @@ pub mod backoff;
 pub mod breaker;
 pub mod classifier;
 pub mod latency;
+pub mod plan;
