@@ -12,6 +12,7 @@
 //! - [`sim`]: simulated providers speaking each provider's wire format, for demo and tests.
 //! - [`error`]: `GatewayError`, the single mapping from failure to client response.
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod money;
 pub mod pricing;
 pub mod providers;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod sim;

@@ -4,10 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
 use tollgate::config::{parse_base_url, Config};
+
+use tollgate::providers::auth::Secret;
 use tollgate::providers::ProviderKind;
 use tollgate::proxy::upstream::Credentials;
 use tollgate::proxy::GatewayState;
+use tollgate::reload::Reloader;
 use tollgate::server::{self, ServeOptions};
 use tollgate::sim::{SimFleet, SimOptions};
 
@@ -116,35 +120,62 @@ fn serve(
         return ExitCode::FAILURE;
     }
 
-    // Keep the simulated providers alive for the whole run.
-    let mut _fleet = None;
-    let credentials = if demo {
-        let fleet = match SimFleet::spawn(SimOptions::default()) {
-            Ok(f) => f,
+    // The simulated providers live for the whole run (demo mode).
+    let fleet: Option<Arc<SimFleet>> = if demo {
+        match SimFleet::spawn(SimOptions::default()) {
+            Ok(f) => Some(Arc::new(f)),
             Err(e) => {
                 eprintln!("cannot start the simulated providers: {e}");
                 return ExitCode::FAILURE;
             }
-        };
-        point_at_simulators(&mut config, &fleet);
-        _fleet = Some(fleet);
+        }
+    } else {
+        None
+    };
+    if fleet.is_some() {
         tracing::warn!(
             "DEMO MODE: every provider is a built-in simulator on this machine; answers are synthetic \
              and no real provider is called. Do not use in production."
         );
-        Credentials::demo(&config)
-    } else {
-        let creds = Credentials::load(&config);
-        for (provider, reason) in creds.missing() {
-            tracing::warn!(%provider, %reason, "Provider has no usable credential; requests will skip it.");
+    }
+    // Applied to the config at start-up and to every reloaded one.
+    let listen_override = config.server.listen.clone();
+    let admin_override = config.server.admin_listen.clone();
+    let prepare = move |cfg: &mut Config| -> Credentials {
+        cfg.server.listen = listen_override.clone();
+        cfg.server.admin_listen = admin_override.clone();
+        match &fleet {
+            Some(f) => {
+                point_at_simulators(cfg, f);
+                Credentials::demo(cfg)
+            }
+            None => {
+                let creds = Credentials::load(cfg);
+                for (provider, reason) in creds.missing() {
+                    tracing::warn!(%provider, %reason, "Provider has no usable credential; requests will skip it.");
+                }
+                creds
+            }
         }
-        creds
     };
-
+    let credentials = prepare(&mut config);
+    let admin_token = std::env::var("TOLLGATE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| Secret::new(t.trim()));
+    if config.server.admin_listen.is_some() && admin_token.is_none() {
+        tracing::warn!("TOLLGATE_ADMIN_TOKEN is not set; the admin API refuses every request.");
+    }
+    let state = GatewayState::new(config, credentials);
+    let reloader = Reloader::new(path.clone(), state.clone(), Box::new(prepare));
+    let config = state.config.load_full();
     let opts = ServeOptions {
         listen: config.server.listen.clone(),
         threads: config.server.threads,
         grace: config.server.shutdown_grace,
+        admin_listen: config.server.admin_listen.clone(),
+        admin_token,
+        reloader: Some(reloader),
     };
     tracing::info!(
         listen = %opts.listen,
@@ -154,8 +185,7 @@ fn serve(
         "tollgate is serving the OpenAI API at http://{}/v1.",
         opts.listen
     );
-    ignore_sighup();
-    server::run(GatewayState::new(config, credentials), &opts);
+    server::run(state, &opts);
     ExitCode::SUCCESS
 }
 
@@ -174,28 +204,6 @@ fn point_at_simulators(config: &mut Config, fleet: &SimFleet) {
             p.snowflake_token_type = Some("PROGRAMMATIC_ACCESS_TOKEN");
         }
     }
-}
-
-/// Pingora does not handle SIGHUP, whose default action would kill the process.
-fn ignore_sighup() {
-    std::thread::spawn(|| {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                return;
-            };
-            while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP received; configuration reload is not supported yet.");
-            }
-        });
-    });
 }
 
 fn init_logging(json: bool) {

@@ -11,15 +11,27 @@ use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 
+use pingora::apps::http_app::HttpServer;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::providers::auth::Secret;
 use crate::proxy::{Gateway, GatewayState};
+use crate::reload::{ReloadService, Reloader};
 
 /// How the server runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     pub listen: String,
     pub threads: usize,
     /// How long in-flight requests may finish after SIGTERM.
     pub grace: Duration,
+    /// Admin listener and its bearer token.
+    pub admin_listen: Option<String>,
+    pub admin_token: Option<Secret>,
+    /// Watches the config file (and SIGHUP) when set.
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 fn build(state: Arc<GatewayState>, opts: &ServeOptions) -> Server {
@@ -31,6 +43,7 @@ fn build(state: Arc<GatewayState>, opts: &ServeOptions) -> Server {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    let state_for_admin = state.clone();
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         Gateway { state },
@@ -38,6 +51,22 @@ fn build(state: Arc<GatewayState>, opts: &ServeOptions) -> Server {
     );
     proxy.add_tcp(&opts.listen);
     server.add_service(proxy);
+    if let Some(addr) = &opts.admin_listen {
+        let app = AdminApp {
+            state: state_for_admin.clone(),
+            token: opts.admin_token.clone(),
+        };
+        let mut admin = Service::new("tollgate admin".to_string(), HttpServer::new_app(app));
+        admin.add_tcp(addr);
+        server.add_service(admin);
+    }
+    if let Some(r) = &opts.reloader {
+        let _ = state_for_admin.reloader.set(r.clone());
+        server.add_service(background_service(
+            "config reloader",
+            ReloadService(r.clone()),
+        ));
+    }
     server
 }
 
@@ -51,6 +80,8 @@ pub fn run(state: Arc<GatewayState>, opts: &ServeOptions) {
 /// A gateway running on a background thread, stopped by [`RunningGateway::stop`] or drop.
 pub struct RunningGateway {
     pub addr: SocketAddr,
+    /// The admin listener, when one was asked for.
+    pub admin_addr: Option<SocketAddr>,
     pub state: Arc<GatewayState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -71,11 +102,29 @@ impl ShutdownSignalWatch for StopSignal {
 impl RunningGateway {
     /// Starts on `127.0.0.1` with a free port and waits until it accepts connections.
     pub fn start(state: Arc<GatewayState>, threads: usize) -> std::io::Result<RunningGateway> {
+        Self::start_with(state, threads, None, None)
+    }
+
+    /// Like [`Self::start`], plus an admin listener with `admin_token` and, with a
+    /// reloader, the config file watch.
+    pub fn start_with(
+        state: Arc<GatewayState>,
+        threads: usize,
+        admin_token: Option<Secret>,
+        reloader: Option<Arc<Reloader>>,
+    ) -> std::io::Result<RunningGateway> {
         let addr = free_port()?;
+        let admin_addr = match admin_token {
+            Some(_) => Some(free_port()?),
+            None => None,
+        };
         let opts = ServeOptions {
             listen: addr.to_string(),
             threads,
             grace: Duration::ZERO,
+            admin_listen: admin_addr.map(|a| a.to_string()),
+            admin_token,
+            reloader,
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let st = state.clone();
@@ -88,14 +137,17 @@ impl RunningGateway {
                 });
             })?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            if Instant::now() > deadline {
-                return Err(std::io::Error::other("gateway did not start listening"));
+        for a in std::iter::once(addr).chain(admin_addr) {
+            while TcpStream::connect(a).is_err() {
+                if Instant::now() > deadline {
+                    return Err(std::io::Error::other("gateway did not start listening"));
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
         Ok(RunningGateway {
             addr,
+            admin_addr,
             state,
             stop: Some(tx),
             thread: Some(thread),

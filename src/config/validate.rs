@@ -205,7 +205,7 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigErrors> {
                     &["models", name, "fallback"],
                     "a model cannot fall back to itself",
                 );
-            } else if !known(fb, &model_out) {
+            } else if !known(fb, &model_out) && !fallbacks.iter().any(|(n, _)| n == fb) {
                 c.report(
                     &["models", name, "fallback"],
                     format!("unknown model or alias `{fb}`"),

@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::config::{Config, AUTO_MODEL};
 use crate::error::GatewayError;
+use crate::reload::{ReloadStatus, Reloader};
 use ctx::RequestCtx;
 use upstream::{Credentials, Upstreams};
 
@@ -31,6 +32,9 @@ pub struct GatewayState {
     pub config: ArcSwap<Config>,
     pub credentials: ArcSwap<Credentials>,
     pub upstreams: Upstreams,
+    pub reload_status: parking_lot::Mutex<ReloadStatus>,
+    /// Set when the gateway serves a file that can be reloaded.
+    pub reloader: std::sync::OnceLock<Arc<Reloader>>,
 }
 
 impl GatewayState {
@@ -39,7 +43,18 @@ impl GatewayState {
             config: ArcSwap::from_pointee(config),
             credentials: ArcSwap::from_pointee(credentials),
             upstreams: Upstreams::default(),
+            reload_status: parking_lot::Mutex::new(ReloadStatus {
+                last_reload_at: Some(std::time::SystemTime::now()),
+                ..ReloadStatus::default()
+            }),
+            reloader: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Swaps in a new config and its credentials. Running requests keep their snapshot.
+    pub fn apply(&self, config: Config, credentials: Credentials) {
+        self.credentials.store(Arc::new(credentials));
+        self.config.store(Arc::new(config));
     }
 }
 

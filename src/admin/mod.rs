@@ -1,0 +1,169 @@
+//! The admin listener: a second port, never the public one, for operators. Every
+//! `/admin/…` route needs `Authorization: Bearer <TOLLGATE_ADMIN_TOKEN>` (compared in
+//! constant time); without a configured token the admin API refuses every request.
+//!
+//! - `GET /admin/api/status`: config version, reload counters and last error.
+//! - `POST /admin/reload`: reload `routes.toml` now (422 with every problem when invalid).
+//! - `GET /healthz`: liveness, unauthenticated.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::{json, Value};
+
+use crate::providers::auth::Secret;
+use crate::proxy::GatewayState;
+use crate::reload::ReloadOutcome;
+
+/// The admin application.
+pub struct AdminApp {
+    pub state: Arc<GatewayState>,
+    pub token: Option<Secret>,
+}
+
+fn reply(status: u16, body: Value) -> Response<Vec<u8>> {
+    let body = body.to_string().into_bytes();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+fn error(status: u16, code: &str, message: &str) -> Response<Vec<u8>> {
+    reply(
+        status,
+        json!({"error": {"message": message, "type": "admin_error", "param": null, "code": code}}),
+    )
+}
+
+/// Equal length and equal bytes, in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unix(t: Option<SystemTime>) -> Value {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| Value::from(d.as_secs()))
+        .unwrap_or(Value::Null)
+}
+
+impl AdminApp {
+    fn authorized(&self, session: &ServerSession) -> Result<(), Response<Vec<u8>>> {
+        let Some(token) = &self.token else {
+            return Err(error(
+                503,
+                "admin_token_not_configured",
+                "Set TOLLGATE_ADMIN_TOKEN to use the admin API.",
+            ));
+        };
+        let given = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+            Ok(())
+        } else {
+            Err(error(
+                401,
+                "invalid_admin_token",
+                "Missing or wrong admin bearer token.",
+            ))
+        }
+    }
+
+    fn status(&self) -> Value {
+        let cfg = self.state.config.load();
+        let st = self.state.reload_status.lock().clone();
+        json!({
+            "config_version": cfg.version,
+            "reloads": {
+                "successes": st.successes,
+                "failures": st.failures,
+                "last_reload_at": unix(st.last_reload_at),
+                "last_error": st.last_error,
+                "last_error_at": unix(st.last_error_at),
+            },
+            "state_backend": "embedded",
+        })
+    }
+
+    fn reload(&self) -> Response<Vec<u8>> {
+        let Some(r) = self.state.reloader.get() else {
+            return error(
+                409,
+                "reload_unavailable",
+                "This gateway was not started from a file.",
+            );
+        };
+        match r.reload_now("admin API") {
+            Ok(ReloadOutcome::Applied { version }) => {
+                reply(200, json!({"result": "applied", "config_version": version}))
+            }
+            Ok(ReloadOutcome::Unchanged { version }) => reply(
+                200,
+                json!({"result": "unchanged", "config_version": version}),
+            ),
+            Err(errs) => reply(
+                422,
+                json!({
+                    "error": {
+                        "message": "The configuration was rejected; the last good one keeps serving.",
+                        "type": "admin_error", "param": null, "code": "config_invalid",
+                        "problems": errs.0.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                    }
+                }),
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let method = session.req_header().method.as_str().to_string();
+        let path = session.req_header().uri.path().to_string();
+        if path == "/healthz" {
+            return reply(200, json!({"status": "ok"}));
+        }
+        if !path.starts_with("/admin/") {
+            return error(404, "unknown_url", "Unknown admin URL.");
+        }
+        if let Err(resp) = self.authorized(session) {
+            return resp;
+        }
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/admin/api/status") => reply(200, self.status()),
+            ("POST", "/admin/reload") => self.reload(),
+            (_, "/admin/api/status" | "/admin/reload") => {
+                error(405, "method_not_allowed", "Method not allowed.")
+            }
+            _ => error(404, "unknown_url", "Unknown admin URL."),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}
