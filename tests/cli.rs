@@ -1,0 +1,162 @@
+//! The `tollgate` binary as operators use it: `check` exit codes and messages, and
+//! `serve --demo` answering requests, reloading on SIGHUP, and stopping on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+const ROUTES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/routes.toml");
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("tollgate-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn check_accepts_the_shipped_file_and_lists_every_problem_of_a_bad_one() {
+    let out = Command::new(BIN).args(["check", ROUTES]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+
+    let bad = tmp("check").join("routes.toml");
+    let src = std::fs::read_to_string(ROUTES)
+        .unwrap()
+        .replace("provider = \"mistral\"", "provider = \"mistrel\"")
+        .replace("threads = 2", "threads = 0");
+    std::fs::write(&bad, src).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server.threads: must be between 1 and 256"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("unknown provider `mistrel`").count(),
+        2,
+        "{err}"
+    );
+    assert!(err.contains("3 problem(s)"), "{err}");
+}
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+async fn version(client: &reqwest::Client, port: u16) -> Option<String> {
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .ok()?;
+    let v: serde_json::Value = r.json().await.ok()?;
+    v["config_version"].as_str().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_reloads_on_sighup_and_stops_on_sigterm() {
+    let dir = tmp("serve");
+    let file = dir.join("routes.toml");
+    let shipped = std::fs::read_to_string(ROUTES).unwrap();
+    std::fs::write(
+        &file,
+        shipped.replace("shutdown_grace_seconds = 30", "shutdown_grace_seconds = 1"),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--config")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let serve = Serve(child);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        if let Some(v) = version(&client, port).await {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "gateway did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let r = client
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .json(
+            &serde_json::json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // An edit plus SIGHUP: the process survives and serves the new version.
+    let src = std::fs::read_to_string(&file).unwrap() + "\n# edited\n";
+    std::fs::write(&file, src).unwrap();
+    signal(&serve.0, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match version(&client, port).await {
+            Some(v) if v != first => break,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "edit not applied after SIGHUP");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut serve = serve;
+    signal(&serve.0, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = serve.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let logs = logs.join().unwrap().join("\n");
+    assert!(logs.contains("DEMO MODE"), "{logs}");
+    assert!(logs.contains("Configuration reloaded"), "{logs}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
