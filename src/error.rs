@@ -207,6 +207,24 @@ impl GatewayError {
         }
     }
 
+    /// The caller must change the request: no other model or retry will help (except a
+    /// larger-context model for [`Self::is_context_length`]).
+    pub fn is_caller_fault(&self) -> bool {
+        match self {
+            GatewayError::Upstream { error, .. } => matches!(
+                error.kind,
+                UpstreamErrorKind::InvalidRequest | UpstreamErrorKind::ContextLength
+            ),
+            GatewayError::InvalidRequest { .. } | GatewayError::BodyTooLarge { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The prompt did not fit the model's context window.
+    pub fn is_context_length(&self) -> bool {
+        matches!(self, GatewayError::Upstream { error, .. } if error.kind == UpstreamErrorKind::ContextLength)
+    }
+
     /// `Retry-After` to pass on to the client, if the provider gave one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

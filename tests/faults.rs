@@ -12,10 +12,11 @@ use tollgate::sim::Fault;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn falls_back_to_the_next_model_on_503_before_the_first_byte() {
     let h = Harness::start().await;
-    h.openai.push_fault(Fault::Status {
+    // Every attempt on the first model fails (it is retried once before the fallback).
+    h.openai.set_default_fault(Some(Fault::Status {
         status: 503,
         retry_after_secs: None,
-    });
+    }));
     let resp = h
         .chat(json!({"model": "gpt-4o-mini", "stream": true, "messages": user("hi")}))
         .await;
@@ -27,23 +28,24 @@ async fn falls_back_to_the_next_model_on_503_before_the_first_byte() {
         .to_string();
     assert!(
         attempts.starts_with("gpt-4o-mini 503 overloaded")
+            && attempts.matches("gpt-4o-mini 503").count() == 2
             && attempts.contains("mistral-small 200 ok"),
         "{attempts}"
     );
     let body = resp.text().await.unwrap();
     assert!(body.ends_with("data: [DONE]\n\n"));
-    assert_eq!(h.openai.request_count(), 1);
-    assert_eq!(h.mistral.request_count(), 1);
+    assert_eq!(h.openai.request_count(), 2, "one retry, then the fallback");
+    assert_eq!(h.mistral.request_count(), 1, "{attempts}");
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_on_the_last_model_reaches_the_client_with_retry_after() {
     let h = Harness::start().await;
-    h.openai.push_fault(Fault::Status {
+    h.openai.set_default_fault(Some(Fault::Status {
         status: 429,
         retry_after_secs: Some(7),
-    });
+    }));
     // gpt-4-turbo has no fallback.
     let resp = h
         .chat(json!({"model": "gpt-4-turbo", "messages": user("hi")}))
@@ -122,7 +124,7 @@ price = {{ input = 1, output = 1 }}
 async fn upstream_that_never_answers_is_a_504_after_the_first_byte_timeout() {
     let timeouts = "{ connect_ms = 1000, first_byte_ms = 1500, idle_ms = 1500, total_ms = 10000 }";
     let h = Harness::with_timeouts("", "", timeouts).await;
-    h.openai.push_fault(Fault::Hang);
+    h.openai.set_default_fault(Some(Fault::Hang));
     let t0 = Instant::now();
     let resp = h
         .chat(json!({"model": "gpt-4-turbo", "messages": user("hi")}))
@@ -176,5 +178,31 @@ async fn client_leaving_mid_stream_aborts_the_upstream() {
         .chat(json!({"model": "gpt-4o-mini", "messages": user("still there?")}))
         .await;
     assert_eq!(resp.status(), 200);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_stalling_past_the_idle_timeout_ends_with_an_error_event() {
+    let timeouts = "{ connect_ms = 1000, first_byte_ms = 5000, idle_ms = 300, total_ms = 10000 }";
+    let h = Harness::with_timeouts("", "", timeouts).await;
+    h.openai
+        .push_fault(Fault::ChunkDelay(Duration::from_millis(1000)));
+    let t0 = Instant::now();
+    let body = h
+        .chat(json!({"model": "gpt-4-turbo", "stream": true, "messages": user("Tell me a story")}))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let last = sse_json(&body).pop().unwrap();
+    assert_eq!(
+        last["error"]["code"], "upstream_stream_interrupted",
+        "{body}"
+    );
+    assert!(last["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("idle timeout"));
+    assert!(t0.elapsed() < Duration::from_secs(5));
     h.stop().await;
 }

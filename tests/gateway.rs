@@ -249,5 +249,11 @@ async fn keep_alive_connections_serve_many_requests() {
         let _ = resp.bytes().await.unwrap();
     }
     assert_eq!(h.openai.request_count(), 20);
+    // Upstream connections are pooled and reused, not opened per request.
+    assert!(
+        h.openai.connection_count() <= 3,
+        "{} upstream connections for 20 sequential requests",
+        h.openai.connection_count()
+    );
     h.stop().await;
 }

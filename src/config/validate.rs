@@ -224,7 +224,10 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigErrors> {
                 &["aliases", alias],
                 "an alias cannot have the name of a model",
             );
-        } else if !model_out.contains_key(target) && !fallbacks.iter().any(|(n, _)| n == target) {
+        } else if target != AUTO_MODEL
+            && !model_out.contains_key(target)
+            && !fallbacks.iter().any(|(n, _)| n == target)
+        {
             c.report(&["aliases", alias], format!("unknown model `{target}`"));
         }
     }

@@ -1,21 +1,29 @@
-//! `POST /v1/chat/completions`: read and validate the body, resolve the model to its chain,
-//! and try the chain in order until one model answers. Fallback happens only before the
-//! answer starts; see [`super::exchange`].
+//! `POST /v1/chat/completions`: read and validate the body, classify it, read the caller's
+//! routing headers, and plan the chain of models; [`super::chain`] then tries it.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
-use super::ctx::{AttemptRecord, RequestCtx};
-use super::exchange::{self, AttemptPlan, NotDelivered};
+use super::chain;
+use super::ctx::RequestCtx;
 use super::respond::HeaderList;
 use super::GatewayState;
 use crate::api::ChatRequest;
-use crate::config::Config;
+use crate::config::{Config, ModelConfig};
 use crate::error::GatewayError;
-use crate::providers::{adapter_for, ResponseContext, TargetSpec};
+use crate::money::Decimal9;
+use crate::routing::plan::{self, Plan, PlanInput};
+
+/// Callers pick a tier (when `routing.allow_tier_header` is on).
+pub const TIER_HEADER: &str = "x-tollgate-tier";
+/// Callers lower the estimated-cost ceiling, in dollars.
+pub const MAX_COST_HEADER: &str = "x-tollgate-max-cost";
+/// Callers ask for a latency class from `routing.latency_classes`.
+pub const LATENCY_HEADER: &str = "x-tollgate-latency";
+/// The budget requests bill to until virtual keys map callers to budgets.
+pub const DEFAULT_BUDGET: &str = "default";
 
 /// Most `messages` one request may carry.
 const MAX_MESSAGES: usize = 100_000;
@@ -47,148 +55,117 @@ pub async fn handle(
     };
     ctx.requested_model = Some(req.model.clone());
     ctx.streamed = req.is_stream();
-    let Some(chain) = config.chain(&req.model) else {
-        return Handled::Error(GatewayError::ModelNotFound { model: req.model });
+    let plan = match plan_request(state, config, session, &req) {
+        Ok(p) => p,
+        Err(e) => return Handled::Error(e),
     };
+    ctx.tier = plan.tier.clone();
+    ctx.route_reason = plan.reason.clone();
+    chain::run(state, config, session, ctx, &req, &plan).await
+}
 
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let credentials = state.credentials.load();
-    let mut last_error: Option<GatewayError> = None;
-    for model in &chain {
-        let Some(provider) = config.providers.get(&model.provider) else {
-            continue;
+/// Classifies the request (for routed models), reads the caller's routing headers, and
+/// plans the chain.
+fn plan_request(
+    state: &GatewayState,
+    config: &Config,
+    session: &Session,
+    req: &ChatRequest,
+) -> Result<Plan, GatewayError> {
+    let header = |name: &str| {
+        session
+            .req_header()
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let classification = config.classifier.classify(req);
+    let routed = config.is_routed(&req.model);
+    let mut tier = None;
+    let mut tier_reason = String::new();
+    if routed {
+        let forced = match header(TIER_HEADER).filter(|_| config.routing.allow_tier_header) {
+            Some(name) => Some(config.tier_index(name).ok_or_else(|| {
+                GatewayError::invalid_param(
+                    format!(
+                        "Unknown tier `{name}` in {TIER_HEADER}; configured tiers: {}.",
+                        config
+                            .routing
+                            .tiers
+                            .iter()
+                            .map(|t| t.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    TIER_HEADER,
+                )
+            })?),
+            None => None,
         };
-        let started = Instant::now();
-        let skip = |ctx: &mut RequestCtx, outcome: &str| {
-            ctx.attempts.push(AttemptRecord {
-                model: model.name.clone(),
-                provider: provider.name.clone(),
-                status: 0,
-                outcome: outcome.to_string(),
-                latency: started.elapsed(),
-            });
-        };
-        let auth_headers = match credentials.get(&provider.name).map(|a| a.headers()) {
-            Ok(Ok(h)) => h,
-            Ok(Err(_)) | Err(_) => {
-                skip(ctx, "no_credentials");
-                continue;
+        match forced {
+            Some(i) => {
+                tier = Some(i);
+                tier_reason = "header".into();
             }
-        };
-        let adapter = adapter_for(provider.kind);
-        let spec = TargetSpec {
-            upstream_model: &model.upstream,
-            default_max_tokens: model.default_max_tokens,
-            anthropic_version: &provider.anthropic_version,
-            cortex_mode: provider.cortex_mode,
-        };
-        let request = match adapter.build_request(&req, &spec) {
-            Ok(r) => r,
-            Err(e) => {
-                // This provider cannot express the request; another in the chain may.
-                skip(ctx, "unsupported_request");
-                last_error.get_or_insert(GatewayError::from_adapter(provider.kind, e));
-                continue;
-            }
-        };
-        let plan = AttemptPlan {
-            model,
-            provider,
-            adapter,
-            request,
-            auth_headers,
-            response_ctx: ResponseContext {
-                id: format!("chatcmpl-{}", ctx.request_id),
-                created,
-                model: model.upstream.clone(),
-                include_usage: req.wants_stream_usage(),
-                max_event_bytes: config.server.max_sse_event_bytes,
-            },
-            max_event_bytes: config.server.max_sse_event_bytes,
-        };
-        let prior = ctx.attempts.clone();
-        let base_headers = response_headers(ctx, config);
-        let headers = |status: u16| {
-            let mut all = prior.clone();
-            all.push(AttemptRecord {
-                model: model.name.clone(),
-                provider: provider.name.clone(),
-                status,
-                outcome: "ok".into(),
-                latency: started.elapsed(),
-            });
-            let mut h = base_headers.clone();
-            h.push(("x-tollgate-model", model.name.clone()));
-            h.push(("x-tollgate-provider", provider.name.clone()));
-            h.push((
-                "x-tollgate-attempts",
-                all.iter()
-                    .map(AttemptRecord::header_value)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ));
-            h
-        };
-        match exchange::attempt(session, &state.upstreams, plan, headers).await {
-            Ok(d) => {
-                ctx.attempts.push(AttemptRecord {
-                    model: model.name.clone(),
-                    provider: provider.name.clone(),
-                    status: d.status,
-                    outcome: if d.client_gone {
-                        "client_gone".into()
-                    } else if let Some(e) = &d.stream_error {
-                        e.metric_label().into()
-                    } else {
-                        "ok".into()
-                    },
-                    latency: started.elapsed(),
-                });
-                ctx.served_model = Some(model.name.clone());
-                ctx.served_provider = Some(provider.name.clone());
-                ctx.status = d.status;
-                ctx.usage = d.usage;
-                ctx.time_to_first_token = d.first_token_after;
-                ctx.client_gone = d.client_gone;
-                ctx.error = d.stream_error;
-                return Handled::Responded;
-            }
-            Err(NotDelivered::ClientGone) => {
-                skip(ctx, "client_gone");
-                return Handled::ClientGone;
-            }
-            Err(NotDelivered::Failed(e)) => {
-                let status = match &e {
-                    GatewayError::Upstream { error, .. } => error.status,
-                    _ => 0,
-                };
-                ctx.attempts.push(AttemptRecord {
-                    model: model.name.clone(),
-                    provider: provider.name.clone(),
-                    status,
-                    outcome: e.metric_label().to_string(),
-                    latency: started.elapsed(),
-                });
-                let retryable = e.is_retryable();
-                last_error = Some(e);
-                if !retryable {
-                    break;
-                }
+            None => {
+                tier = Some(classification.tier);
+                tier_reason = classification.reason.clone();
             }
         }
     }
-    Handled::Error(last_error.unwrap_or(GatewayError::NoUpstreamAvailable { model: req.model }))
+    let mut max_cost = config.routing.max_request_cost;
+    if let Some(v) = header(MAX_COST_HEADER) {
+        let asked = Decimal9::parse(v.trim_start_matches('$')).map_err(|_| {
+            GatewayError::invalid_param(
+                format!("{MAX_COST_HEADER} must be a dollar amount such as 0.05, got `{v}`."),
+                MAX_COST_HEADER,
+            )
+        })?;
+        // Callers may lower the ceiling, never raise it.
+        max_cost = Some(max_cost.map_or(asked, |c| c.min(asked)));
+    }
+    let latency = match header(LATENCY_HEADER) {
+        Some(class) => match config.routing.latency_classes.get_key_value(class) {
+            Some((name, target)) => Some((name.as_str(), *target)),
+            None => {
+                return Err(GatewayError::invalid_param(
+                    format!("Unknown latency class `{class}` in {LATENCY_HEADER}."),
+                    LATENCY_HEADER,
+                ))
+            }
+        },
+        None => None,
+    };
+    let input = PlanInput {
+        requested_model: &req.model,
+        tier,
+        tier_reason: &tier_reason,
+        budget_percent: state.budgets.percent_spent(DEFAULT_BUDGET),
+        prompt_tokens: classification.prompt_tokens,
+        max_output_tokens: req.max_output_tokens(),
+        max_cost,
+        latency,
+    };
+    plan::plan(config, &input, &|m: &ModelConfig| {
+        state.latency.quantile(&chain::upstream_key(m), 0.5)
+    })
 }
 
 /// Headers every response of a proxied request carries.
 pub fn response_headers(ctx: &RequestCtx, config: &Config) -> HeaderList {
-    vec![
+    let mut h = vec![
         ("x-request-id", ctx.request_id.clone()),
         ("x-tollgate-config-version", config.version.clone()),
-    ]
+    ];
+    if let Some(t) = &ctx.tier {
+        h.push(("x-tollgate-tier", t.clone()));
+    }
+    if !ctx.route_reason.is_empty() {
+        h.push(("x-tollgate-route-reason", ctx.route_reason.clone()));
+    }
+    h
 }
 
 /// Parses and validates a chat request body, naming the offending field on error.

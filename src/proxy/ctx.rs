@@ -38,6 +38,10 @@ pub struct RequestCtx {
     pub started: Instant,
     pub route: &'static str,
     pub requested_model: Option<String>,
+    /// Tier of a routed request.
+    pub tier: Option<String>,
+    /// The planner's reason (tier, budget, skipped models, latency class).
+    pub route_reason: String,
     pub served_model: Option<String>,
     pub served_provider: Option<String>,
     pub attempts: Vec<AttemptRecord>,
@@ -56,6 +60,8 @@ impl RequestCtx {
             started: Instant::now(),
             route: "unknown",
             requested_model: None,
+            tier: None,
+            route_reason: String::new(),
             served_model: None,
             served_provider: None,
             attempts: Vec::new(),

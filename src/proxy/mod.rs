@@ -5,6 +5,7 @@
 //! fall back on a status code, both of which an LLM gateway needs. `logging` writes one
 //! structured access-log line per request.
 
+pub mod chain;
 pub mod chat;
 pub mod ctx;
 pub mod exchange;
@@ -23,6 +24,9 @@ use serde_json::json;
 use crate::config::{Config, AUTO_MODEL};
 use crate::error::GatewayError;
 use crate::reload::{ReloadStatus, Reloader};
+use crate::routing::breaker::Breakers;
+use crate::routing::latency::LatencyTracker;
+use crate::routing::plan::{BudgetView, NoBudgets};
 use ctx::RequestCtx;
 use upstream::{Credentials, Upstreams};
 
@@ -32,6 +36,12 @@ pub struct GatewayState {
     pub config: ArcSwap<Config>,
     pub credentials: ArcSwap<Credentials>,
     pub upstreams: Upstreams,
+    /// Circuit breakers per upstream; they outlive config reloads.
+    pub breakers: Breakers,
+    /// Time to first token per upstream.
+    pub latency: LatencyTracker,
+    /// Budget state for budget-aware routing.
+    pub budgets: Arc<dyn BudgetView>,
     pub reload_status: parking_lot::Mutex<ReloadStatus>,
     /// Set when the gateway serves a file that can be reloaded.
     pub reloader: std::sync::OnceLock<Arc<Reloader>>,
@@ -40,9 +50,12 @@ pub struct GatewayState {
 impl GatewayState {
     pub fn new(config: Config, credentials: Credentials) -> Arc<Self> {
         Arc::new(GatewayState {
+            breakers: Breakers::new(config.breaker.clone()),
             config: ArcSwap::from_pointee(config),
             credentials: ArcSwap::from_pointee(credentials),
             upstreams: Upstreams::default(),
+            latency: LatencyTracker::new(std::time::Duration::from_secs(300)),
+            budgets: Arc::new(NoBudgets),
             reload_status: parking_lot::Mutex::new(ReloadStatus {
                 last_reload_at: Some(std::time::SystemTime::now()),
                 ..ReloadStatus::default()
@@ -53,6 +66,7 @@ impl GatewayState {
 
     /// Swaps in a new config and its credentials. Running requests keep their snapshot.
     pub fn apply(&self, config: Config, credentials: Credentials) {
+        self.breakers.set_config(config.breaker.clone());
         self.credentials.store(Arc::new(credentials));
         self.config.store(Arc::new(config));
     }
