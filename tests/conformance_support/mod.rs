@@ -180,6 +180,7 @@ context_window = 131072
 max_output_tokens = 32768
 price = {{ input = 0.06, output = 0.18 }}
 
+# A Claude model: Cortex offers tool calling on its Claude models. Prices are test values.
 [models.cortex-claude]
 provider = "cortex"
 upstream = "claude-sonnet-4-5"
