@@ -202,9 +202,13 @@ fn upstream_error(
         .and_then(|m| m.as_str())
         .map(str::to_string)
         .unwrap_or_else(|| format!("upstream error ({})", error_type.unwrap_or("unknown")));
-    let kind = error_type
-        .and_then(|t| error_kind(t, &message))
-        .unwrap_or(fallback);
+    let kind = match error_type.and_then(|t| error_kind(t, &message)) {
+        // `api_error` is Anthropic's generic server error; an HTTP status of 503 or 504
+        // says more (unavailable, timed out) than the body does.
+        Some(UpstreamErrorKind::Server) if status >= 500 => UpstreamErrorKind::from_status(status),
+        Some(kind) => kind,
+        None => fallback,
+    };
     Some(UpstreamError {
         status,
         kind,

@@ -281,6 +281,26 @@ mod tests {
     }
 
     #[test]
+    fn generic_api_error_takes_its_kind_from_a_5xx_status() {
+        let body =
+            br#"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#;
+        for (status, kind) in [
+            (500, UpstreamErrorKind::Server),
+            (502, UpstreamErrorKind::Server),
+            (503, UpstreamErrorKind::Overloaded),
+            (504, UpstreamErrorKind::Timeout),
+        ] {
+            let e = parse_error(status, &HeaderMap::new(), body);
+            assert_eq!(e.kind, kind, "{status}");
+            assert_eq!(e.code.as_deref(), Some("api_error"));
+        }
+        // An error inside a 200 stream stays a server error.
+        let v: Value = serde_json::from_slice(body).unwrap();
+        let e = upstream_error(200, &v, UpstreamErrorKind::Server).unwrap();
+        assert_eq!(e.kind, UpstreamErrorKind::Server);
+    }
+
+    #[test]
     fn context_overflow_is_context_length() {
         let body = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 208310 tokens > 200000 maximum"},"request_id":"req_1"}"#;
         let e = parse_error(400, &HeaderMap::new(), body);

@@ -9,7 +9,9 @@
 //!   tool calls in one delta, without `type`), and object arguments become a JSON string;
 //! - content given as a list (reasoning models) becomes its text; thinking is dropped, and
 //!   a chunk left with nothing to say is not sent;
-//! - finish reasons are mapped to OpenAI's.
+//! - finish reasons are mapped to OpenAI's, and a finish reason that arrives with a tool
+//!   call (Mistral sends whole calls in the finish chunk) goes in a chunk of its own with an
+//!   empty delta, as OpenAI sends it.
 
 use std::collections::HashMap;
 
@@ -148,6 +150,26 @@ impl MistralPayloads {
     }
 }
 
+/// Takes the finish reason off every choice whose delta also carries tool calls and returns
+/// it as a choice of its own with an empty delta, to be sent as the next chunk. Mistral
+/// sends a whole tool call in its finish chunk; OpenAI always ends a choice with a chunk of
+/// its own, and clients rely on it (the OpenAI SDK's stream helper closes a call when the
+/// finish reason arrives, so a call arriving with it never gets its `arguments.done`).
+fn split_finish_from_tool_calls(choices: &mut [ChunkChoice]) -> Vec<ChunkChoice> {
+    choices
+        .iter_mut()
+        .filter(|c| c.delta.tool_calls.is_some())
+        .filter_map(|c| {
+            c.finish_reason.take().map(|finish| ChunkChoice {
+                index: c.index,
+                delta: Delta::default(),
+                finish_reason: Some(finish),
+                logprobs: None,
+            })
+        })
+        .collect()
+}
+
 /// Maps Mistral's tool-call indices to OpenAI's, which count the calls of one choice from
 /// 0 in order. Mistral's `index` defaults to 0, so a delta carrying a new id under an index
 /// already used starts a new call rather than extending the previous one.
@@ -201,25 +223,27 @@ impl PayloadHandler for MistralPayloads {
         if let Some(usage) = chunk.usage.as_ref().and_then(MistralUsage::to_usage) {
             outcome.usage = Some(usage);
         }
-        let choices: Vec<ChunkChoice> = chunk
+        let mut choices: Vec<ChunkChoice> = chunk
             .choices
             .into_iter()
             .filter_map(|c| self.translate_choice(c, outcome))
             .collect();
-        if choices.is_empty() {
-            return Ok(());
+        let finishes = split_finish_from_tool_calls(&mut choices);
+        for choices in [choices, finishes] {
+            if !choices.is_empty() {
+                write_json(
+                    out,
+                    &ChatChunk {
+                        id: self.id.clone(),
+                        object: "chat.completion.chunk".to_string(),
+                        created: self.created,
+                        model: self.model.clone(),
+                        choices,
+                        usage: None,
+                    },
+                );
+            }
         }
-        write_json(
-            out,
-            &ChatChunk {
-                id: self.id.clone(),
-                object: "chat.completion.chunk".to_string(),
-                created: self.created,
-                model: self.model.clone(),
-                choices,
-                usage: None,
-            },
-        );
         Ok(())
     }
 
@@ -247,6 +271,54 @@ mod tests {
         assert_eq!(slots.assign(0, Some("bbbbbbbbb")), (1, true));
         assert_eq!(slots.assign(5, Some("ccccccccc")), (2, true));
         assert_eq!(slots.assign(5, None), (2, false));
+    }
+
+    fn chunks_of(h: &mut MistralPayloads, payload: Value) -> Vec<Value> {
+        let mut out = BytesMut::new();
+        let mut outcome = StreamOutcome::default();
+        h.chunk("", payload, &mut out, &mut outcome).unwrap();
+        crate::providers::sse::parse_all(&out, out.len())
+            .iter()
+            .map(|e| serde_json::from_str::<Value>(&e.data).unwrap()["choices"].clone())
+            .collect()
+    }
+
+    #[test]
+    fn finish_reason_arriving_with_a_tool_call_gets_a_chunk_of_its_own() {
+        let ctx = ResponseContext {
+            id: "chatcmpl-x".into(),
+            created: 1,
+            model: "m".into(),
+            include_usage: false,
+            max_event_bytes: crate::providers::sse::DEFAULT_MAX_EVENT_BYTES,
+        };
+        let mut h = MistralPayloads::new(&ctx);
+        let chunks = chunks_of(
+            &mut h,
+            serde_json::json!({"choices": [{"index": 0, "finish_reason": "tool_calls", "delta": {
+                "tool_calls": [{"id": "aaaaaaaaa", "function": {"name": "f", "arguments": "{}"}}]
+            }}]}),
+        );
+        assert_eq!(
+            chunks,
+            vec![
+                serde_json::json!([{"index": 0, "finish_reason": null, "logprobs": null, "delta": {
+                    "tool_calls": [{"index": 0, "id": "aaaaaaaaa", "type": "function",
+                                    "function": {"name": "f", "arguments": "{}"}}]}}]),
+                serde_json::json!([{"index": 0, "delta": {}, "finish_reason": "tool_calls", "logprobs": null}]),
+            ]
+        );
+        // Text keeps its finish reason on the same chunk.
+        let chunks = chunks_of(
+            &mut h,
+            serde_json::json!({"choices": [{"index": 0, "finish_reason": "stop", "delta": {"content": "."}}]}),
+        );
+        assert_eq!(
+            chunks,
+            vec![
+                serde_json::json!([{"index": 0, "delta": {"content": "."}, "finish_reason": "stop", "logprobs": null}])
+            ]
+        );
     }
 
     #[test]
