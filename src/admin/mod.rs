@@ -58,9 +58,10 @@ fn unix(t: Option<SystemTime>) -> Value {
 }
 
 impl AdminApp {
-    fn authorized(&self, session: &ServerSession) -> Result<(), Response<Vec<u8>>> {
+    /// `None` when the request carries the admin token; otherwise the refusal to send.
+    fn refusal(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
         let Some(token) = &self.token else {
-            return Err(error(
+            return Some(error(
                 503,
                 "admin_token_not_configured",
                 "Set TOLLGATE_ADMIN_TOKEN to use the admin API.",
@@ -74,9 +75,9 @@ impl AdminApp {
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
-            Ok(())
+            None
         } else {
-            Err(error(
+            Some(error(
                 401,
                 "invalid_admin_token",
                 "Missing or wrong admin bearer token.",
@@ -141,7 +142,7 @@ impl ServeHttp for AdminApp {
         if !path.starts_with("/admin/") {
             return error(404, "unknown_url", "Unknown admin URL.");
         }
-        if let Err(resp) = self.authorized(session) {
+        if let Some(resp) = self.refusal(session) {
             return resp;
         }
         match (method.as_str(), path.as_str()) {
