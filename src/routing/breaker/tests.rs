@@ -457,6 +457,14 @@ async fn disabled_breakers_admit_everything_and_record_nothing() {
 }
 
 #[test]
+fn permits_and_the_registry_can_cross_threads_and_awaits() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Permit>();
+    send_sync::<Breakers>();
+    send_sync::<crate::routing::latency::LatencyTracker>();
+}
+
+#[test]
 fn state_names_are_snake_case() {
     assert_eq!(BreakerState::Closed.as_str(), "closed");
     assert_eq!(BreakerState::Open.as_str(), "open");
