@@ -1,6 +1,7 @@
 //! The `[breaker]` section of `routes.toml` as the config loader sees it, and the breaker
-//! registry driven through its public API the way the proxy drives it.
+//! registry driven through its public API the way the proxy drives it, with its log lines.
 
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tollgate::config::Config;
@@ -9,6 +10,36 @@ use tollgate::routing::breaker::{
 };
 
 const SHIPPED: &str = include_str!("../routes.toml");
+
+/// Everything logged by this test binary. tracing caches per call site whether anyone listens,
+/// process-wide, so a capture installed per thread can miss events when a parallel test
+/// reached the call site first; a global subscriber, installed before any test logs, cannot.
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Sink(sink.clone()))
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
+        buf
+    })
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 #[test]
 fn shipped_breaker_section_spells_out_the_defaults() {
@@ -61,6 +92,7 @@ fn a_config_without_a_breaker_section_uses_the_defaults() {
 /// One upstream failing over, cooling down, probing and recovering, as the proxy sees it.
 #[tokio::test(start_paused = true)]
 async fn an_upstream_outage_and_recovery_end_to_end() {
+    logs();
     let cfg = Config::parse(SHIPPED, "routes.toml").unwrap();
     let breakers = Breakers::new(cfg.breaker.clone());
     let gpt = UpstreamKey::new("openai", "gpt-4o");
@@ -116,4 +148,53 @@ async fn an_upstream_outage_and_recovery_end_to_end() {
     assert_eq!(snap[1].key, gpt);
     assert_eq!(snap[1].transitions, 3);
     assert_eq!(snap[1].rejections, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transitions_are_logged_with_the_upstream_and_new_state() {
+    let logs = logs();
+    let b = Breakers::new(BreakerConfig {
+        min_requests: 2,
+        cooldown_secs: 10,
+        half_open_probes: 1,
+        ..BreakerConfig::default()
+    });
+    let k = UpstreamKey::new("mistral", "log-check");
+    for _ in 0..2 {
+        let Admission::Allowed(p) = b.admit(&k) else {
+            panic!("rejected")
+        };
+        b.report(p, Outcome::Failure);
+    }
+    for outcome in [Outcome::Failure, Outcome::Success] {
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let Admission::Allowed(p) = b.admit(&k) else {
+            panic!("rejected")
+        };
+        b.report(p, outcome);
+    }
+    let out = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("log-check")).collect();
+    let want = [
+        ("WARN", "open", "Circuit opened after too many failures"),
+        (
+            "INFO",
+            "half_open",
+            "Circuit cooldown over; probing the upstream.",
+        ),
+        ("WARN", "open", "Circuit reopened after a failed probe."),
+        (
+            "INFO",
+            "half_open",
+            "Circuit cooldown over; probing the upstream.",
+        ),
+        ("INFO", "closed", "Circuit closed; the upstream recovered."),
+    ];
+    assert_eq!(lines.len(), want.len(), "{out}");
+    for (line, (level, state, text)) in lines.iter().zip(want) {
+        assert!(line.contains(level), "{line}");
+        assert!(line.contains("provider=mistral model=log-check"), "{line}");
+        assert!(line.contains(&format!("state=\"{state}\"")), "{line}");
+        assert!(line.contains(text), "{line}");
+    }
 }
