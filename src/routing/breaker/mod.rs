@@ -288,7 +288,9 @@ impl Breakers {
         );
     }
 
-    /// The state of `key`'s circuit (Closed for an upstream never seen).
+    /// The state of `key`'s circuit (Closed for an upstream never seen). Like [`Breakers::admit`]
+    /// and [`Breakers::snapshot`], this applies time-driven changes first: an Open circuit
+    /// whose cooldown is over is HalfOpen from then on.
     pub fn state(&self, key: &UpstreamKey) -> BreakerState {
         let Some(circuit) = self.circuits.read().get(key).cloned() else {
             return BreakerState::Closed;
