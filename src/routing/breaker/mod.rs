@@ -5,7 +5,7 @@
 //! The proxy asks [`Breakers::admit`] before trying an upstream, gets a [`Permit`] (or a
 //! rejection with a hint of when to come back), and hands the permit back with
 //! [`Breakers::report`] and the attempt's [`Outcome`]. A Closed circuit opens when the share of
-//! failures in a rolling window (see [`window`]) reaches `failure_ratio` over at least
+//! failures in a rolling window (see `window.rs`) reaches `failure_ratio` over at least
 //! `min_requests` outcomes; an Open one rejects for `cooldown_secs`, then turns HalfOpen and
 //! lets `half_open_probes` probes through; that many probe successes close it, one probe
 //! failure opens it again. A 429 is not a failure: it cools the upstream down for its
@@ -288,7 +288,9 @@ impl Breakers {
         );
     }
 
-    /// The state of `key`'s circuit (Closed for an upstream never seen).
+    /// The state of `key`'s circuit (Closed for an upstream never seen). Like [`Breakers::admit`]
+    /// and [`Breakers::snapshot`], this applies time-driven changes first: an Open circuit
+    /// whose cooldown is over is HalfOpen from then on.
     pub fn state(&self, key: &UpstreamKey) -> BreakerState {
         let Some(circuit) = self.circuits.read().get(key).cloned() else {
             return BreakerState::Closed;
