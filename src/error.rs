@@ -62,6 +62,17 @@ pub enum GatewayError {
         provider: ProviderKind,
         detail: String,
     },
+    /// The upstream is skipped: cooling down after a 429, or its circuit breaker is open.
+    #[error("{}", if *.rate_limited {
+        format!("Upstream {provider} is rate limited; retry after {} s.", .retry_in.as_secs().max(1))
+    } else {
+        format!("Upstream {provider} is failing and temporarily skipped (circuit open); retry after {} s.", .retry_in.as_secs().max(1))
+    })]
+    UpstreamCoolingDown {
+        provider: ProviderKind,
+        retry_in: Duration,
+        rate_limited: bool,
+    },
     /// Every model of the chain is unavailable (e.g. skipped), with no attempt made.
     #[error("No upstream model is available for `{model}`.")]
     NoUpstreamAvailable { model: String },
@@ -120,6 +131,13 @@ impl GatewayError {
             | GatewayError::StreamInterrupted { .. } => 502,
             GatewayError::UpstreamTimeout { .. } => 504,
             GatewayError::NoUpstreamAvailable { .. } => 503,
+            GatewayError::UpstreamCoolingDown { rate_limited, .. } => {
+                if *rate_limited {
+                    429
+                } else {
+                    503
+                }
+            }
             GatewayError::Internal(_) => 500,
             GatewayError::Upstream { error, .. } => match error.kind {
                 UpstreamErrorKind::InvalidRequest | UpstreamErrorKind::ContextLength => 400,
@@ -158,6 +176,14 @@ impl GatewayError {
             GatewayError::UpstreamMalformed { .. } => Some("upstream_invalid_response".into()),
             GatewayError::StreamInterrupted { .. } => Some("upstream_stream_interrupted".into()),
             GatewayError::NoUpstreamAvailable { .. } => Some("no_upstream_available".into()),
+            GatewayError::UpstreamCoolingDown { rate_limited, .. } => Some(
+                if *rate_limited {
+                    "rate_limit_exceeded"
+                } else {
+                    "upstream_circuit_open"
+                }
+                .into(),
+            ),
             GatewayError::Internal(_) => Some("internal_error".into()),
             GatewayError::Upstream { error, .. } => Some(
                 error
@@ -191,6 +217,13 @@ impl GatewayError {
             GatewayError::UpstreamMalformed { .. } => "upstream_malformed",
             GatewayError::StreamInterrupted { .. } => "stream_interrupted",
             GatewayError::NoUpstreamAvailable { .. } => "no_upstream_available",
+            GatewayError::UpstreamCoolingDown { rate_limited, .. } => {
+                if *rate_limited {
+                    "rate_limit_cooldown"
+                } else {
+                    "breaker_open"
+                }
+            }
             GatewayError::Internal(_) => "internal",
         }
     }
@@ -229,6 +262,7 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             GatewayError::Upstream { error, .. } => error.retry_after,
+            GatewayError::UpstreamCoolingDown { retry_in, .. } => Some(*retry_in),
             _ => None,
         }
     }

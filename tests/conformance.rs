@@ -333,14 +333,16 @@ const ERROR_CLASSES: &[(&str, u16, &str, Option<&str>)] = &[
     ("status=400", 400, "invalid_request_error", None),
     // The provider rejected tollgate's credentials: not the caller's problem.
     ("status=401", 502, "api_error", None),
+    ("status=500", 502, "api_error", None),
+    ("status=503", 503, "api_error", None),
+    // Last: a 429 cools the upstream down, so the streamed request that follows it is
+    // answered from the cooldown (429 with the remaining Retry-After) without a new try.
     (
         "status=429 retry_after=30",
         429,
         "rate_limit_error",
         Some("30"),
     ),
-    ("status=500", 502, "api_error", None),
-    ("status=503", 503, "api_error", None),
 ];
 
 async fn error_classes(b: Arc<Bench>, t: Target) -> Vec<Specimen> {

@@ -177,3 +177,38 @@ async fn caller_lowered_cost_ceiling_skips_expensive_models() {
     assert_eq!(r.status(), 400);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_failing_repeatedly_is_skipped_while_its_circuit_is_open() {
+    let extra = "[routing.retry]\nattempts_per_model = 1\n[breaker]\nmin_requests = 3\nfailure_ratio = 0.5\ncooldown_secs = 60\n";
+    let h = Harness::with("", extra).await;
+    h.openai.set_default_fault(Some(Fault::Status {
+        status: 500,
+        retry_after_secs: None,
+    }));
+    for _ in 0..3 {
+        let r = h
+            .chat(json!({"model": "gpt-4o-mini", "messages": user("Hi")}))
+            .await;
+        assert_eq!(r.headers()["x-tollgate-model"], "mistral-small");
+    }
+    assert_eq!(h.openai.request_count(), 3);
+    let r = h
+        .chat(json!({"model": "gpt-4o-mini", "messages": user("Hi")}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let attempts = r.headers()["x-tollgate-attempts"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        attempts.starts_with("gpt-4o-mini 0 breaker_open"),
+        "{attempts}"
+    );
+    assert_eq!(
+        h.openai.request_count(),
+        3,
+        "an open circuit sends nothing upstream"
+    );
+    h.stop().await;
+}

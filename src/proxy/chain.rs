@@ -17,7 +17,7 @@ use crate::config::{Config, ModelConfig};
 use crate::error::GatewayError;
 use crate::providers::{adapter_for, ResponseContext, TargetSpec, UpstreamErrorKind};
 use crate::routing::backoff;
-use crate::routing::breaker::{Admission, Outcome, UpstreamKey};
+use crate::routing::breaker::{Admission, BreakerState, Outcome, UpstreamKey};
 use crate::routing::plan::Plan;
 
 /// The breaker and latency key of a model.
@@ -97,8 +97,25 @@ pub async fn run(
             let started = Instant::now();
             let permit = match state.breakers.admit(&key) {
                 Admission::Allowed(p) => p,
-                Admission::Rejected { .. } => {
-                    skip(ctx, "breaker_open", started);
+                Admission::Rejected {
+                    state: st,
+                    retry_in,
+                } => {
+                    let rate_limited = st != BreakerState::Open && st != BreakerState::HalfOpen;
+                    skip(
+                        ctx,
+                        if rate_limited {
+                            "rate_limit_cooldown"
+                        } else {
+                            "breaker_open"
+                        },
+                        started,
+                    );
+                    last_error.get_or_insert(GatewayError::UpstreamCoolingDown {
+                        provider: provider.kind,
+                        retry_in,
+                        rate_limited,
+                    });
                     continue 'models;
                 }
             };
@@ -206,7 +223,9 @@ pub async fn run(
                         continue 'models;
                     }
                     let Some(delay) =
-                        backoff::retry_delay(attempt, retry_after, retry, &mut || fastrand::f64())
+                        backoff::retry_delay(attempt + 1, retry_after, retry, &mut || {
+                            fastrand::f64()
+                        })
                     else {
                         continue 'models;
                     };

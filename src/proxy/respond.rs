@@ -48,7 +48,8 @@ pub async fn error(
 ) -> pingora::Result<()> {
     let mut extra = extra.clone();
     if let Some(ra) = err.retry_after() {
-        extra.push(("retry-after", ra.as_secs().max(1).to_string()));
+        let secs = ra.as_millis().div_ceil(1000).max(1);
+        extra.push(("retry-after", secs.to_string()));
     }
     if let GatewayError::MethodNotAllowed { .. } = err {
         extra.push(("allow", "GET, POST".to_string()));
