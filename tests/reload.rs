@@ -284,6 +284,29 @@ async fn admin_api_needs_the_token_and_reloads_on_request() {
         .unwrap();
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["result"], "unchanged");
+
+    // Breaker states are listed once an upstream has been used.
+    let r = client
+        .post(format!("{}/v1/chat/completions", s.gw.base_url()))
+        .json(&json!({"model": "gpt-4o-mini", "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let st: serde_json::Value = client
+        .get(format!("{admin}/admin/api/status"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let b = &st["breakers"][0];
+    assert_eq!(
+        (b["model"].as_str(), b["state"].as_str()),
+        (Some("gpt-4o-mini"), Some("closed"))
+    );
     s.gw.stop();
     let _ = std::fs::remove_dir_all(&s.dir);
 }

@@ -2,7 +2,8 @@
 //! `/admin/…` route needs `Authorization: Bearer <TOLLGATE_ADMIN_TOKEN>` (compared in
 //! constant time); without a configured token the admin API refuses every request.
 //!
-//! - `GET /admin/api/status`: config version, reload counters and last error.
+//! - `GET /admin/api/status`: config version, reload counters and last error, and every
+//!   circuit breaker's state.
 //! - `POST /admin/reload`: reload `routes.toml` now (422 with every problem when invalid).
 //! - `GET /healthz`: liveness, unauthenticated.
 
@@ -98,6 +99,16 @@ impl AdminApp {
                 "last_error_at": unix(st.last_error_at),
             },
             "state_backend": "embedded",
+            "breakers": self.state.breakers.snapshot().iter().map(|b| json!({
+                "provider": b.key.provider,
+                "model": b.key.model,
+                "state": b.state.as_str(),
+                "recent_successes": b.recent_successes,
+                "recent_failures": b.recent_failures,
+                "retry_in_ms": b.retry_in.map(|d| d.as_millis() as u64),
+                "transitions": b.transitions,
+                "rejections": b.rejections,
+            })).collect::<Vec<_>>(),
         })
     }
 
