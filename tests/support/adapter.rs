@@ -33,6 +33,12 @@ impl Run {
     pub fn frames(&self) -> Vec<Value> {
         frames(&self.out)
     }
+
+    /// The raw output, its frames, the outcome and what `finish` said.
+    pub fn into_parts(self) -> (Vec<u8>, Vec<Value>, StreamOutcome, Result<(), AdapterError>) {
+        let frames = self.frames();
+        (self.out, frames, self.outcome, self.finish)
+    }
 }
 
 /// Feeds `input` to a fresh translator in `piece`-byte pieces, then finishes it.
