@@ -9,11 +9,9 @@ use bytes::BytesMut;
 use http::HeaderMap;
 use serde_json::Value;
 use support::adapter as stream;
-use tollgate::api::ChatRequest;
 use tollgate::providers::sse::parse_all;
 use tollgate::providers::{
-    adapter_for, AdapterError, ProviderAdapter, ProviderKind, ResponseContext, StreamOutcome,
-    TargetSpec, UpstreamErrorKind,
+    adapter_for, AdapterError, ProviderAdapter, ProviderKind, ResponseContext, UpstreamErrorKind,
 };
 use tollgate::usage::Usage;
 
@@ -43,26 +41,11 @@ fn ctx(include_usage: bool) -> ResponseContext {
 }
 
 fn wire_body(request: &[u8]) -> Value {
-    let req: ChatRequest = serde_json::from_slice(request).unwrap();
-    let up = adapter()
-        .build_request(&req, &TargetSpec::new("mistral-large-latest"))
-        .unwrap();
-    assert_eq!(up.path, "/v1/chat/completions");
-    assert_eq!(up.stream, req.is_stream());
-    assert!(up
-        .headers
-        .iter()
-        .any(|(k, v)| k == "content-type" && v == "application/json"));
-    serde_json::from_slice(&up.body).unwrap()
+    stream::chat_completions_wire_body(adapter(), request, "mistral-large-latest")
 }
 
-/// Feeds `input` in `piece`-byte chunks; returns the raw output, its events as JSON values
-/// (`"[DONE]"` as a string), the outcome, and what `finish` said.
-fn run_stream(
-    input: &[u8],
-    piece: usize,
-    include_usage: bool,
-) -> (Vec<u8>, Vec<Value>, StreamOutcome, Result<(), AdapterError>) {
+/// Feeds `input` in `piece`-byte chunks; see [`stream::Run::into_parts`].
+fn run_stream(input: &[u8], piece: usize, include_usage: bool) -> stream::Parts {
     stream::run(adapter(), &ctx(include_usage), input, piece).into_parts()
 }
 

@@ -3,8 +3,35 @@
 
 use bytes::BytesMut;
 use serde_json::Value;
+use tollgate::api::ChatRequest;
 use tollgate::providers::sse::{parse_all, DEFAULT_MAX_EVENT_BYTES};
-use tollgate::providers::{AdapterError, ProviderAdapter, ResponseContext, StreamOutcome};
+use tollgate::providers::{
+    AdapterError, ProviderAdapter, ResponseContext, StreamOutcome, TargetSpec,
+};
+
+/// A run's raw output, its frames, the outcome and what `finish` said.
+pub type Parts = (Vec<u8>, Vec<Value>, StreamOutcome, Result<(), AdapterError>);
+
+/// The body an OpenAI-style adapter (OpenAI, Mistral) sends upstream for the client
+/// request `request`, asserting the Chat Completions path, the stream flag and the JSON
+/// content type on the way.
+pub fn chat_completions_wire_body(
+    adapter: &dyn ProviderAdapter,
+    request: &[u8],
+    upstream_model: &str,
+) -> Value {
+    let req: ChatRequest = serde_json::from_slice(request).unwrap();
+    let up = adapter
+        .build_request(&req, &TargetSpec::new(upstream_model))
+        .unwrap();
+    assert_eq!(up.path, "/v1/chat/completions");
+    assert_eq!(up.stream, req.is_stream());
+    assert!(up
+        .headers
+        .iter()
+        .any(|(k, v)| k == "content-type" && v == "application/json"));
+    serde_json::from_slice(&up.body).unwrap()
+}
 
 /// The response context of a test: the id, `created` and model the client sees.
 pub fn ctx(id: &str, created: u64, model: &str, include_usage: bool) -> ResponseContext {
@@ -35,7 +62,7 @@ impl Run {
     }
 
     /// The raw output, its frames, the outcome and what `finish` said.
-    pub fn into_parts(self) -> (Vec<u8>, Vec<Value>, StreamOutcome, Result<(), AdapterError>) {
+    pub fn into_parts(self) -> Parts {
         let frames = self.frames();
         (self.out, frames, self.outcome, self.finish)
     }
