@@ -4,15 +4,15 @@
 //! translation is compared as JSON values with a hand-written expectation; every stream is
 //! fed in 1-byte, 7-byte and whole pieces and must translate identically.
 
-use std::path::PathBuf;
+mod support;
+
 use std::time::Duration;
 
-use bytes::BytesMut;
 use http::HeaderMap;
 use serde_json::{json, Value};
 
+use support::adapter::{self as stream, frames, Run};
 use tollgate::api::ChatRequest;
-use tollgate::providers::sse::parse_all;
 use tollgate::providers::{
     adapter_for, AdapterError, ProviderAdapter, ProviderKind, ResponseContext, StreamOutcome,
     TargetSpec, UpstreamError, UpstreamErrorKind,
@@ -23,28 +23,21 @@ fn adapter() -> &'static dyn ProviderAdapter {
     adapter_for(ProviderKind::Anthropic)
 }
 
-fn fixture_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/anthropic")
-        .join(rel)
-}
-
 fn bytes(rel: &str) -> Vec<u8> {
-    std::fs::read(fixture_path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    support::fixture_bytes("anthropic", rel)
 }
 
 fn json_file(rel: &str) -> Value {
-    serde_json::from_slice(&bytes(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    support::fixture_json("anthropic", rel)
 }
 
 fn ctx(include_usage: bool) -> ResponseContext {
-    ResponseContext {
-        id: "chatcmpl-tollgate-test".into(),
-        created: 1_700_000_000,
-        model: "client-alias".into(),
+    stream::ctx(
+        "chatcmpl-tollgate-test",
+        1_700_000_000,
+        "client-alias",
         include_usage,
-        max_event_bytes: tollgate::providers::sse::DEFAULT_MAX_EVENT_BYTES,
-    }
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -239,62 +232,10 @@ fn error_body_with_200_status_is_an_upstream_error() {
 // Streams
 // ---------------------------------------------------------------------------------------
 
-/// What one run of a translator produced.
-struct Run {
-    out: Vec<u8>,
-    finish: Result<(), AdapterError>,
-    done: bool,
-    outcome: StreamOutcome,
-}
-
-fn run(input: &[u8], piece: usize, include_usage: bool) -> Run {
-    let mut t = adapter().stream_translator(&ctx(include_usage));
-    let mut out = BytesMut::new();
-    for chunk in input.chunks(piece.max(1)) {
-        t.push(chunk, &mut out).unwrap();
-    }
-    let finish = t.finish(&mut out);
-    Run {
-        out: out.to_vec(),
-        finish,
-        done: t.is_done(),
-        outcome: t.outcome(),
-    }
-}
-
 /// Runs `input` split in 1-byte, 7-byte and whole pieces, asserts the runs agree, and
 /// returns the whole-piece run.
 fn run_all_splits(input: &[u8], include_usage: bool) -> Run {
-    let whole = run(input, input.len(), include_usage);
-    for piece in [1, 7] {
-        let r = run(input, piece, include_usage);
-        assert_eq!(r.out, whole.out, "output differs with {piece}-byte pieces");
-        assert_eq!(
-            r.finish, whole.finish,
-            "finish differs with {piece}-byte pieces"
-        );
-        assert_eq!(r.done, whole.done);
-        assert_eq!(r.outcome.usage, whole.outcome.usage);
-        assert_eq!(r.outcome.finish_reason, whole.outcome.finish_reason);
-        assert_eq!(r.outcome.output_text, whole.outcome.output_text);
-        assert_eq!(r.outcome.error, whole.outcome.error);
-    }
-    whole
-}
-
-/// The OpenAI SSE frames of `out`: JSON payloads, and `"[DONE]"` as a string.
-fn frames(out: &[u8]) -> Vec<Value> {
-    parse_all(out, out.len())
-        .into_iter()
-        .map(|ev| {
-            assert_eq!(ev.event, None, "OpenAI streams carry no event names");
-            if ev.data == "[DONE]" {
-                Value::from("[DONE]")
-            } else {
-                serde_json::from_str(&ev.data).unwrap()
-            }
-        })
-        .collect()
+    stream::run_all_splits(adapter(), &ctx(include_usage), input, "stream")
 }
 
 fn is_usage_chunk(frame: &Value) -> bool {
@@ -377,10 +318,11 @@ fn server_tool_blocks_are_not_relayed_and_tool_index_counts_client_tools_only() 
         "expected/tool_use_stream_client_and_server_tools_sonnet46.json",
     );
     // The client tool is Anthropic content block 4 but the first OpenAI tool call.
-    let out = run(
+    let out = stream::run(
+        adapter(),
+        &ctx(false),
         &bytes("recorded/tool_use_stream_client_and_server_tools_sonnet46.stream.sse"),
         usize::MAX,
-        false,
     )
     .out;
     let indexes: Vec<u64> = frames(&out)

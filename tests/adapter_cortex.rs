@@ -2,10 +2,11 @@
 //! OpenAI's format, error classification. Fixtures and their provenance are described in
 //! `tests/fixtures/cortex/README.md`.
 
-use std::path::PathBuf;
+mod support;
 
 use bytes::BytesMut;
 use serde_json::Value;
+use support::adapter as stream;
 use tollgate::api::ChatRequest;
 use tollgate::providers::sse::parse_all;
 use tollgate::providers::{
@@ -13,18 +14,12 @@ use tollgate::providers::{
     StreamOutcome, TargetSpec,
 };
 
-fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/cortex")
-        .join(name)
-}
-
 fn bytes(name: &str) -> Vec<u8> {
-    std::fs::read(fixture_path(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    support::fixture_bytes("cortex", name)
 }
 
 fn json(name: &str) -> Value {
-    serde_json::from_slice(&bytes(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    support::fixture_json("cortex", name)
 }
 
 fn adapter() -> &'static dyn ProviderAdapter {
@@ -32,13 +27,12 @@ fn adapter() -> &'static dyn ProviderAdapter {
 }
 
 fn ctx(include_usage: bool) -> ResponseContext {
-    ResponseContext {
-        id: "chatcmpl-golden".into(),
-        created: 1_750_000_000,
-        model: "client-model".into(),
+    stream::ctx(
+        "chatcmpl-golden",
+        1_750_000_000,
+        "client-model",
         include_usage,
-        max_event_bytes: tollgate::providers::sse::DEFAULT_MAX_EVENT_BYTES,
-    }
+    )
 }
 
 fn target(model: &str, mode: CortexMode) -> TargetSpec<'_> {
@@ -54,18 +48,14 @@ fn translate_stream(
     piece: usize,
     include_usage: bool,
 ) -> (Vec<u8>, Vec<Value>, StreamOutcome) {
-    let mut t = adapter().stream_translator(&ctx(include_usage));
-    let mut out = BytesMut::new();
-    for c in input.chunks(piece.max(1)) {
-        t.push(c, &mut out).unwrap();
-    }
-    t.finish(&mut out).unwrap();
-    assert!(t.is_done());
-    let frames = parse_all(&out, out.len())
+    let run = stream::run(adapter(), &ctx(include_usage), input, piece);
+    run.finish.unwrap();
+    assert!(run.done);
+    let frames = parse_all(&run.out, run.out.len())
         .into_iter()
         .map(|e| serde_json::from_str(&e.data).unwrap_or(Value::String(e.data)))
         .collect();
-    (out.to_vec(), frames, t.outcome())
+    (run.out, frames, run.outcome)
 }
 
 fn frames(input: &str, include_usage: bool) -> (Vec<Value>, StreamOutcome) {
@@ -347,15 +337,10 @@ fn every_stream_translates_identically_in_1_7_and_whole_pieces() {
     ] {
         let input = bytes(name);
         for include_usage in [true, false] {
-            let (whole, _, o_whole) = translate_stream(&input, input.len(), include_usage);
-            for piece in [1, 7] {
-                let (out, _, o) = translate_stream(&input, piece, include_usage);
-                assert_eq!(out, whole, "{name} in {piece}-byte pieces");
-                assert_eq!(o.usage, o_whole.usage, "{name} usage, {piece}-byte pieces");
-                assert_eq!(o.finish_reason, o_whole.finish_reason);
-                assert_eq!(o.output_text, o_whole.output_text);
-                assert_eq!(o.error, o_whole.error);
-            }
+            // Every piece size ends like the whole run, which finishes cleanly.
+            let whole = stream::run_all_splits(adapter(), &ctx(include_usage), &input, name);
+            assert_eq!(whole.finish, Ok(()), "{name}");
+            assert!(whole.done, "{name}");
         }
     }
 }

@@ -1,26 +1,22 @@
 //! Golden tests of the Mistral adapter against recorded Mistral traffic
 //! (`tests/fixtures/mistral/`, sources in its README).
 
-use std::path::PathBuf;
+mod support;
+
 use std::time::Duration;
 
 use bytes::BytesMut;
 use http::HeaderMap;
 use serde_json::Value;
-use tollgate::api::ChatRequest;
+use support::adapter as stream;
 use tollgate::providers::sse::parse_all;
 use tollgate::providers::{
-    adapter_for, AdapterError, ProviderAdapter, ProviderKind, ResponseContext, StreamOutcome,
-    TargetSpec, UpstreamErrorKind,
+    adapter_for, AdapterError, ProviderAdapter, ProviderKind, ResponseContext, UpstreamErrorKind,
 };
 use tollgate::usage::Usage;
 
 fn fixture_in(dir: &str, name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(dir)
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    support::fixture_bytes(dir, name)
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -28,7 +24,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn json_fixture(name: &str) -> Value {
-    serde_json::from_slice(&fixture(name)).unwrap()
+    support::fixture_json("mistral", name)
 }
 
 fn adapter() -> &'static dyn ProviderAdapter {
@@ -36,54 +32,21 @@ fn adapter() -> &'static dyn ProviderAdapter {
 }
 
 fn ctx(include_usage: bool) -> ResponseContext {
-    ResponseContext {
-        id: "chatcmpl-tollgate".into(),
-        created: 1_700_000_000,
-        model: "mistral-large".into(),
+    stream::ctx(
+        "chatcmpl-tollgate",
+        1_700_000_000,
+        "mistral-large",
         include_usage,
-        max_event_bytes: tollgate::providers::sse::DEFAULT_MAX_EVENT_BYTES,
-    }
+    )
 }
 
 fn wire_body(request: &[u8]) -> Value {
-    let req: ChatRequest = serde_json::from_slice(request).unwrap();
-    let up = adapter()
-        .build_request(&req, &TargetSpec::new("mistral-large-latest"))
-        .unwrap();
-    assert_eq!(up.path, "/v1/chat/completions");
-    assert_eq!(up.stream, req.is_stream());
-    assert!(up
-        .headers
-        .iter()
-        .any(|(k, v)| k == "content-type" && v == "application/json"));
-    serde_json::from_slice(&up.body).unwrap()
+    stream::chat_completions_wire_body(adapter(), request, "mistral-large-latest")
 }
 
-/// Feeds `input` in `piece`-byte chunks; returns the raw output, its events as JSON values
-/// (`"[DONE]"` as a string), the outcome, and what `finish` said.
-fn run_stream(
-    input: &[u8],
-    piece: usize,
-    include_usage: bool,
-) -> (Vec<u8>, Vec<Value>, StreamOutcome, Result<(), AdapterError>) {
-    let mut t = adapter().stream_translator(&ctx(include_usage));
-    let mut out = BytesMut::new();
-    for c in input.chunks(piece.max(1)) {
-        t.push(c, &mut out).unwrap();
-    }
-    let finished = t.finish(&mut out);
-    let events = parse_all(&out, out.len().max(1))
-        .into_iter()
-        .map(|e| {
-            assert_eq!(e.event, None);
-            if e.data == "[DONE]" {
-                Value::from("[DONE]")
-            } else {
-                serde_json::from_str(&e.data).unwrap()
-            }
-        })
-        .collect();
-    (out.to_vec(), events, t.outcome(), finished)
+/// Feeds `input` in `piece`-byte chunks; see [`stream::Run::into_parts`].
+fn run_stream(input: &[u8], piece: usize, include_usage: bool) -> stream::Parts {
+    stream::run(adapter(), &ctx(include_usage), input, piece).into_parts()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -373,17 +336,7 @@ fn streams_translate_identically_in_any_piece_size() {
     for name in names {
         let input = fixture(&format!("{name}.stream.sse"));
         for include_usage in [true, false] {
-            let (whole, _, whole_outcome, whole_finish) =
-                run_stream(&input, input.len(), include_usage);
-            for piece in [1, 7] {
-                let (out, _, outcome, finished) = run_stream(&input, piece, include_usage);
-                assert_eq!(out, whole, "{name} piece {piece}");
-                assert_eq!(finished, whole_finish);
-                assert_eq!(outcome.usage, whole_outcome.usage);
-                assert_eq!(outcome.output_text, whole_outcome.output_text);
-                assert_eq!(outcome.finish_reason, whole_outcome.finish_reason);
-                assert_eq!(outcome.error, whole_outcome.error);
-            }
+            stream::run_all_splits(adapter(), &ctx(include_usage), &input, name);
         }
     }
 }

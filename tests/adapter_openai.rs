@@ -1,29 +1,25 @@
 //! Golden tests of the OpenAI adapter against recorded OpenAI traffic
 //! (`tests/fixtures/openai/`, sources in its README).
 
-use std::path::PathBuf;
+mod support;
+
 use std::time::Duration;
 
 use bytes::BytesMut;
 use http::HeaderMap;
 use serde_json::Value;
-use tollgate::api::ChatRequest;
-use tollgate::providers::sse::parse_all;
+use support::adapter as stream;
 use tollgate::providers::{
-    adapter_for, AdapterError, ProviderAdapter, ProviderKind, ResponseContext, StreamOutcome,
-    TargetSpec, UpstreamErrorKind,
+    adapter_for, AdapterError, ProviderAdapter, ProviderKind, ResponseContext, UpstreamErrorKind,
 };
 use tollgate::usage::Usage;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/openai")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    support::fixture_bytes("openai", name)
 }
 
 fn json_fixture(name: &str) -> Value {
-    serde_json::from_slice(&fixture(name)).unwrap()
+    support::fixture_json("openai", name)
 }
 
 fn adapter() -> &'static dyn ProviderAdapter {
@@ -31,54 +27,16 @@ fn adapter() -> &'static dyn ProviderAdapter {
 }
 
 fn ctx(include_usage: bool) -> ResponseContext {
-    ResponseContext {
-        id: "chatcmpl-tollgate".into(),
-        created: 1_700_000_000,
-        model: "gpt-4o".into(),
-        include_usage,
-        max_event_bytes: tollgate::providers::sse::DEFAULT_MAX_EVENT_BYTES,
-    }
+    stream::ctx("chatcmpl-tollgate", 1_700_000_000, "gpt-4o", include_usage)
 }
 
 fn wire_body(request: &str, upstream_model: &str) -> Value {
-    let req: ChatRequest = serde_json::from_slice(&fixture(request)).unwrap();
-    let up = adapter()
-        .build_request(&req, &TargetSpec::new(upstream_model))
-        .unwrap();
-    assert_eq!(up.path, "/v1/chat/completions");
-    assert_eq!(up.stream, req.is_stream());
-    assert!(up
-        .headers
-        .iter()
-        .any(|(k, v)| k == "content-type" && v == "application/json"));
-    serde_json::from_slice(&up.body).unwrap()
+    stream::chat_completions_wire_body(adapter(), &fixture(request), upstream_model)
 }
 
-/// Feeds `input` in `piece`-byte chunks; returns the raw output, its events as JSON values
-/// (`"[DONE]"` as a string), the outcome, and what `finish` said.
-fn run_stream(
-    input: &[u8],
-    piece: usize,
-    include_usage: bool,
-) -> (Vec<u8>, Vec<Value>, StreamOutcome, Result<(), AdapterError>) {
-    let mut t = adapter().stream_translator(&ctx(include_usage));
-    let mut out = BytesMut::new();
-    for c in input.chunks(piece.max(1)) {
-        t.push(c, &mut out).unwrap();
-    }
-    let finished = t.finish(&mut out);
-    let events = parse_all(&out, out.len().max(1))
-        .into_iter()
-        .map(|e| {
-            assert_eq!(e.event, None);
-            if e.data == "[DONE]" {
-                Value::from("[DONE]")
-            } else {
-                serde_json::from_str(&e.data).unwrap()
-            }
-        })
-        .collect();
-    (out.to_vec(), events, t.outcome(), finished)
+/// Feeds `input` in `piece`-byte chunks; see [`stream::Run::into_parts`].
+fn run_stream(input: &[u8], piece: usize, include_usage: bool) -> stream::Parts {
+    stream::run(adapter(), &ctx(include_usage), input, piece).into_parts()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -329,15 +287,9 @@ fn streams_translate_identically_in_any_piece_size() {
     for case in &STREAMS {
         let input = fixture(&format!("{}.stream.sse", case.name));
         for include_usage in [true, false] {
-            let (whole, _, whole_outcome, _) = run_stream(&input, input.len(), include_usage);
-            for piece in [1, 7] {
-                let (out, _, outcome, finished) = run_stream(&input, piece, include_usage);
-                assert_eq!(out, whole, "{} piece {piece}", case.name);
-                assert_eq!(finished, Ok(()));
-                assert_eq!(outcome.usage, whole_outcome.usage);
-                assert_eq!(outcome.output_text, whole_outcome.output_text);
-                assert_eq!(outcome.finish_reason, whole_outcome.finish_reason);
-            }
+            // Every piece size must end like the whole run, which must end cleanly.
+            let whole = stream::run_all_splits(adapter(), &ctx(include_usage), &input, case.name);
+            assert_eq!(whole.finish, Ok(()));
         }
     }
 }

@@ -9,11 +9,13 @@
 
 #[macro_use]
 mod conformance_support;
+mod support;
 
 use std::sync::Arc;
 
 use conformance_support::*;
 use serde_json::{json, Value};
+use support::python::{python_or_skip, run_check};
 use tollgate::providers::ProviderKind;
 
 conformance_tests! {
@@ -514,37 +516,15 @@ async fn cross_provider_fallback(b: Arc<Bench>, t: Target) -> Vec<Specimen> {
 
 // ---- the official OpenAI Python SDK against all four providers ----
 
-fn python() -> Option<String> {
-    std::env::var("TOLLGATE_TEST_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_openai_python_sdk_sees_the_same_api_on_every_provider() {
-    let Some(py) = python() else {
-        eprintln!("skipped: TOLLGATE_TEST_PYTHON is not set (tests/run.sh sets it)");
+    let Some(py) = python_or_skip() else {
         return;
     };
     let b = Bench::start().await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/sdk/conformance_check.py"
-    );
-    let out = tokio::process::Command::new(&py)
-        .arg(script)
-        .arg(format!("{}/v1", b.gw.base_url()))
-        .args(TARGETS.iter().map(|t| t.model))
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "SDK conformance check failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}");
+    let base = format!("{}/v1", b.gw.base_url());
+    let args = std::iter::once(base.as_str()).chain(TARGETS.iter().map(|t| t.model));
+    run_check(&py, "conformance_check.py", args, "SDK conformance check").await;
     for t in TARGETS {
         assert!(
             b.sim(t.kind).request_count() >= 8,

@@ -2,11 +2,13 @@
 //! traffic, authentication and the version header, validation, every fault, tool use,
 //! determinism, output caps, stop sequences, token counting and the model list.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::{json, Value};
+use support::sim::{self, booking_schema, conforms, read_until_error, shape};
 use tollgate::providers::sse::{parse_all, SseEvent};
 use tollgate::providers::ProviderKind;
 use tollgate::sim::{Fault, SimFleet, SimOptions, SimServer};
@@ -16,41 +18,15 @@ const KEY: &str = "sk-ant-test-0123456789abcdef";
 const VERSION: &str = "2023-06-01";
 
 fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/tests/fixtures/sim/anthropic/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(path).unwrap()
+    support::fixture_text("sim/anthropic", name)
 }
 
 fn fixture_json(name: &str) -> Value {
-    serde_json::from_str(&fixture(name)).unwrap()
-}
-
-/// The structure of a JSON value: keys and types, not values. Arrays take the shape of
-/// their first element.
-fn shape(v: &Value) -> Value {
-    match v {
-        Value::Null => json!("null"),
-        Value::Bool(_) => json!("bool"),
-        Value::Number(_) => json!("number"),
-        Value::String(_) => json!("string"),
-        Value::Array(a) => match a.first() {
-            Some(x) => json!([shape(x)]),
-            None => json!([]),
-        },
-        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
-    }
+    support::fixture_json("sim/anthropic", name)
 }
 
 async fn server() -> SimServer {
-    let opts = SimOptions {
-        api_key: Some(KEY.into()),
-        ..Default::default()
-    };
-    SimServer::start(ProviderKind::Anthropic, opts)
-        .await
-        .unwrap()
+    sim::start(ProviderKind::Anthropic, KEY).await
 }
 
 fn url(s: &SimServer) -> String {
@@ -70,9 +46,7 @@ async fn post(s: &SimServer, body: &Value) -> reqwest::Response {
 }
 
 async fn post_json(s: &SimServer, body: &Value) -> (u16, Value) {
-    let r = post(s, body).await;
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
+    sim::status_and_json(post(s, body).await).await
 }
 
 async fn post_stream(s: &SimServer, body: &Value) -> Vec<SseEvent> {
@@ -359,97 +333,9 @@ async fn auto_tool_use_puts_text_before_the_call_like_the_recording() {
     );
 }
 
-/// A small JSON-schema checker for the subset the tests use.
-fn conforms(schema: &Value, v: &Value, at: &str) -> Result<(), String> {
-    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
-        return if options.contains(v) {
-            Ok(())
-        } else {
-            Err(format!("{at}: {v} not in enum"))
-        };
-    }
-    let ty = schema.get("type").and_then(Value::as_str).unwrap_or("any");
-    let ok = match ty {
-        "object" => v.is_object(),
-        "array" => v.is_array(),
-        "string" => v.is_string(),
-        "integer" => v.is_i64() || v.is_u64(),
-        "number" => v.is_number(),
-        "boolean" => v.is_boolean(),
-        _ => true,
-    };
-    if !ok {
-        return Err(format!("{at}: expected {ty}, got {v}"));
-    }
-    if let Some(x) = v.as_f64() {
-        let below = schema
-            .get("minimum")
-            .and_then(Value::as_f64)
-            .is_some_and(|m| x < m);
-        let above = schema
-            .get("maximum")
-            .and_then(Value::as_f64)
-            .is_some_and(|m| x > m);
-        if below || above {
-            return Err(format!("{at}: {x} out of range"));
-        }
-    }
-    if let Some(items) = v.as_array() {
-        let n = items.len() as u64;
-        let few = schema
-            .get("minItems")
-            .and_then(Value::as_u64)
-            .is_some_and(|m| n < m);
-        let many = schema
-            .get("maxItems")
-            .and_then(Value::as_u64)
-            .is_some_and(|m| n > m);
-        if few || many {
-            return Err(format!("{at}: {n} items"));
-        }
-        for (i, item) in items.iter().enumerate() {
-            conforms(&schema["items"], item, &format!("{at}[{i}]"))?;
-        }
-    }
-    if let Some(obj) = v.as_object() {
-        for r in schema
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let key = r.as_str().unwrap();
-            if !obj.contains_key(key) {
-                return Err(format!("{at}: missing {key}"));
-            }
-        }
-        let props = schema.get("properties").and_then(Value::as_object);
-        for (k, val) in obj {
-            match props.and_then(|p| p.get(k)) {
-                Some(sub) => conforms(sub, val, &format!("{at}.{k}"))?,
-                None if schema.get("additionalProperties") == Some(&json!(false)) => {
-                    return Err(format!("{at}: unexpected {k}"))
-                }
-                None => {}
-            }
-        }
-    }
-    Ok(())
-}
-
 fn booking_tool() -> Value {
     json!({"name": "book_table", "description": "Book a table",
-        "input_schema": {"type": "object", "additionalProperties": false,
-            "properties": {
-                "restaurant": {"type": "string"},
-                "guests": {"type": "integer", "minimum": 1, "maximum": 12},
-                "budget": {"type": "number", "minimum": 10, "maximum": 500},
-                "outdoor": {"type": "boolean"},
-                "time": {"type": "string", "enum": ["18:00", "19:30", "21:00"]},
-                "diet": {"type": "array", "items": {"type": "string", "enum": ["vegan", "halal", "none"]}, "minItems": 1, "maxItems": 2},
-                "contact": {"type": "object", "properties": {"name": {"type": "string"}, "phone": {"type": "string"}}, "required": ["name", "phone"]}
-            },
-            "required": ["restaurant", "guests", "budget", "outdoor", "time", "diet", "contact"]}})
+        "input_schema": booking_schema()})
 }
 
 #[tokio::test]
@@ -915,18 +801,7 @@ async fn truncate_and_reset_end_the_stream_without_message_stop() {
 
     let mut req = user("hi [[sim: words=40 reset_after=3]]");
     req["stream"] = json!(true);
-    let mut stream = post(&s, &req).await.bytes_stream();
-    let mut received = Vec::new();
-    let mut failed = false;
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(b) => received.extend_from_slice(&b),
-            Err(_) => {
-                failed = true;
-                break;
-            }
-        }
-    }
+    let (received, failed) = read_until_error(post(&s, &req).await).await;
     assert!(failed, "the client must see the reset");
     assert_eq!(parse_all(&received, received.len()).len(), 3);
 }

@@ -3,17 +3,18 @@
 //! authentication (PAT, OAuth, key-pair JWT), the OpenAI-compatible endpoint against recorded
 //! traffic, the model list, every fault, and determinism.
 
+mod support;
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use futures_util::StreamExt;
 use rsa::rand_core::OsRng;
 use rsa::RsaPrivateKey;
 use serde_json::{json, Value};
+use support::sim::{self, booking_schema, chunks, conforms, events, read_until_error, shape};
 use tollgate::providers::snowflake_jwt::KeyPairJwt;
-use tollgate::providers::sse::parse_all;
 use tollgate::providers::ProviderKind;
 use tollgate::sim::{Fault, SimFleet, SimOptions, SimServer};
 use tollgate::tokens::Encoding;
@@ -24,39 +25,15 @@ const CHAT: &str = "/api/v2/cortex/v1/chat/completions";
 const TOKEN_TYPE: &str = "X-Snowflake-Authorization-Token-Type";
 
 fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/tests/fixtures/sim/cortex/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(path).unwrap()
+    support::fixture_text("sim/cortex", name)
 }
 
 fn fixture_json(name: &str) -> Value {
-    serde_json::from_str(&fixture(name)).unwrap()
-}
-
-/// The structure of a JSON value: keys and types, not values. Arrays take the shape of
-/// their first element.
-fn shape(v: &Value) -> Value {
-    match v {
-        Value::Null => json!("null"),
-        Value::Bool(_) => json!("bool"),
-        Value::Number(_) => json!("number"),
-        Value::String(_) => json!("string"),
-        Value::Array(a) => match a.first() {
-            Some(x) => json!([shape(x)]),
-            None => json!([]),
-        },
-        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
-    }
+    support::fixture_json("sim/cortex", name)
 }
 
 async fn server() -> SimServer {
-    let opts = SimOptions {
-        api_key: Some(PAT.into()),
-        ..Default::default()
-    };
-    SimServer::start(ProviderKind::Cortex, opts).await.unwrap()
+    sim::start(ProviderKind::Cortex, PAT).await
 }
 
 fn client() -> reqwest::Client {
@@ -81,25 +58,7 @@ async fn post(s: &SimServer, body: &Value) -> reqwest::Response {
 }
 
 async fn post_json(s: &SimServer, body: &Value) -> (u16, Value) {
-    let r = post(s, body).await;
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
-}
-
-/// The `data:` payloads of an SSE body (multi-line data joined with `\n`).
-fn events(body: &[u8]) -> Vec<String> {
-    parse_all(body, body.len())
-        .into_iter()
-        .map(|e| e.data)
-        .collect()
-}
-
-fn chunks(body: &[u8]) -> Vec<Value> {
-    events(body)
-        .iter()
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
+    sim::status_and_json(post(s, body).await).await
 }
 
 fn native(text: &str) -> Value {
@@ -153,98 +112,6 @@ async fn snowflake_error(r: reqwest::Response, status: u16) -> Value {
     assert!(body["code"].as_str().unwrap().starts_with("39"));
     assert_eq!(body["code"], body["error_code"]);
     body
-}
-
-/// A small JSON-schema checker for the subset the tests use.
-fn conforms(schema: &Value, v: &Value, at: &str) -> Result<(), String> {
-    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
-        return if options.contains(v) {
-            Ok(())
-        } else {
-            Err(format!("{at}: {v} not in enum"))
-        };
-    }
-    let ty = schema.get("type").and_then(Value::as_str).unwrap_or("any");
-    let ok = match ty {
-        "object" => v.is_object(),
-        "array" => v.is_array(),
-        "string" => v.is_string(),
-        "integer" => v.is_i64() || v.is_u64(),
-        "number" => v.is_number(),
-        "boolean" => v.is_boolean(),
-        _ => true,
-    };
-    if !ok {
-        return Err(format!("{at}: expected {ty}, got {v}"));
-    }
-    if let Some(x) = v.as_f64() {
-        let below = schema
-            .get("minimum")
-            .and_then(Value::as_f64)
-            .is_some_and(|m| x < m);
-        let above = schema
-            .get("maximum")
-            .and_then(Value::as_f64)
-            .is_some_and(|m| x > m);
-        if below || above {
-            return Err(format!("{at}: {x} out of range"));
-        }
-    }
-    if let Some(items) = v.as_array() {
-        let n = items.len() as u64;
-        if schema
-            .get("minItems")
-            .and_then(Value::as_u64)
-            .is_some_and(|m| n < m)
-            || schema
-                .get("maxItems")
-                .and_then(Value::as_u64)
-                .is_some_and(|m| n > m)
-        {
-            return Err(format!("{at}: {n} items"));
-        }
-        for (i, item) in items.iter().enumerate() {
-            conforms(&schema["items"], item, &format!("{at}[{i}]"))?;
-        }
-    }
-    if let Some(obj) = v.as_object() {
-        for r in schema
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let key = r.as_str().unwrap();
-            if !obj.contains_key(key) {
-                return Err(format!("{at}: missing {key}"));
-            }
-        }
-        let props = schema.get("properties").and_then(Value::as_object);
-        for (k, val) in obj {
-            match props.and_then(|p| p.get(k)) {
-                Some(sub) => conforms(sub, val, &format!("{at}.{k}"))?,
-                None if schema.get("additionalProperties") == Some(&json!(false)) => {
-                    return Err(format!("{at}: unexpected {k}"))
-                }
-                None => {}
-            }
-        }
-    }
-    Ok(())
-}
-
-fn booking_schema() -> Value {
-    json!({"type": "object", "additionalProperties": false,
-        "properties": {
-            "restaurant": {"type": "string"},
-            "guests": {"type": "integer", "minimum": 1, "maximum": 12},
-            "budget": {"type": "number", "minimum": 10, "maximum": 500},
-            "outdoor": {"type": "boolean"},
-            "time": {"type": "string", "enum": ["18:00", "19:30", "21:00"]},
-            "diet": {"type": "array", "items": {"type": "string", "enum": ["vegan", "halal", "none"]}, "minItems": 1, "maxItems": 2},
-            "contact": {"type": "object", "properties": {"name": {"type": "string"}, "phone": {"type": "string"}}, "required": ["name", "phone"]}
-        },
-        "required": ["restaurant", "guests", "budget", "outdoor", "time", "diet", "contact"]})
 }
 
 fn booking_tools() -> Value {
@@ -910,18 +777,7 @@ async fn reset_truncate_malformed_and_hang_faults() {
     // Reset: the client sees an error after the first events.
     let r = post(&s, &native("hi [[sim: reset_after=2 words=40]]")).await;
     assert_eq!(r.status(), 200);
-    let mut stream = r.bytes_stream();
-    let mut received = Vec::new();
-    let mut failed = false;
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(b) => received.extend_from_slice(&b),
-            Err(_) => {
-                failed = true;
-                break;
-            }
-        }
-    }
+    let (received, failed) = read_until_error(r).await;
     assert!(failed, "the client must see the reset");
     assert_eq!(events(&received).len(), 2);
 

@@ -2,51 +2,29 @@
 //! Mistral's strict validation (422 `detail`, tool-call ids, message order), flat error
 //! bodies, faults, tool calls and determinism.
 
+mod support;
+
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::{json, Value};
+use support::sim::{self, chunks, events, read_until_error, shape};
 use tollgate::api::ChatRequest;
-use tollgate::providers::sse::parse_all;
 use tollgate::providers::ProviderKind;
-use tollgate::sim::{Fault, SimOptions, SimServer};
+use tollgate::sim::{Fault, SimServer};
 use tollgate::tokens::{count_prompt, Encoding};
 
 const KEY: &str = "mistral-test-key";
 
 fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/tests/fixtures/sim/mistral/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(path).unwrap()
+    support::fixture_text("sim/mistral", name)
 }
 
 fn fixture_json(name: &str) -> Value {
-    serde_json::from_str(&fixture(name)).unwrap()
-}
-
-/// The structure of a JSON value: keys and types, not values.
-fn shape(v: &Value) -> Value {
-    match v {
-        Value::Null => json!("null"),
-        Value::Bool(_) => json!("bool"),
-        Value::Number(_) => json!("number"),
-        Value::String(_) => json!("string"),
-        Value::Array(a) => match a.first() {
-            Some(x) => json!([shape(x)]),
-            None => json!([]),
-        },
-        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
-    }
+    support::fixture_json("sim/mistral", name)
 }
 
 async fn server() -> SimServer {
-    let opts = SimOptions {
-        api_key: Some(KEY.into()),
-        ..Default::default()
-    };
-    SimServer::start(ProviderKind::Mistral, opts).await.unwrap()
+    sim::start(ProviderKind::Mistral, KEY).await
 }
 
 fn url(s: &SimServer) -> String {
@@ -54,34 +32,11 @@ fn url(s: &SimServer) -> String {
 }
 
 async fn post(s: &SimServer, body: &Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(url(s))
-        .bearer_auth(KEY)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+    sim::post_bearer(&url(s), KEY, body).await
 }
 
 async fn post_json(s: &SimServer, body: &Value) -> (u16, Value) {
-    let r = post(s, body).await;
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
-}
-
-fn events(body: &[u8]) -> Vec<String> {
-    parse_all(body, body.len())
-        .into_iter()
-        .map(|e| e.data)
-        .collect()
-}
-
-fn chunks(body: &[u8]) -> Vec<Value> {
-    events(body)
-        .iter()
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
+    sim::status_and_json(post(s, body).await).await
 }
 
 fn user(text: &str) -> Value {
@@ -363,13 +318,7 @@ async fn stream_faults_truncate_reset_error_and_malformed() {
     assert_eq!(events(&body).len(), 2);
 
     let r = post(&s, &streamed(user("hi [[sim: reset_after=2 words=20]]"))).await;
-    let mut stream = r.bytes_stream();
-    let mut failed = false;
-    while let Some(item) = stream.next().await {
-        if item.is_err() {
-            failed = true;
-        }
-    }
+    let (_, failed) = read_until_error(r).await;
     assert!(failed);
 
     let body = post(

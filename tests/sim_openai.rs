@@ -2,12 +2,14 @@
 //! authentication, validation, every fault, directives, tool calls, determinism, output caps
 //! and stream accounting.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use support::sim::{self, booking_schema, chunks, conforms, events, read_until_error, shape};
 use tollgate::api::ChatRequest;
-use tollgate::providers::sse::parse_all;
 use tollgate::providers::ProviderKind;
 use tollgate::sim::{Fault, SimFleet, SimOptions, SimServer};
 use tollgate::tokens::{count_prompt, Encoding};
@@ -15,39 +17,15 @@ use tollgate::tokens::{count_prompt, Encoding};
 const KEY: &str = "sk-test-0123456789abcdef";
 
 fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/tests/fixtures/sim/openai/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(path).unwrap()
+    support::fixture_text("sim/openai", name)
 }
 
 fn fixture_json(name: &str) -> Value {
-    serde_json::from_str(&fixture(name)).unwrap()
-}
-
-/// The structure of a JSON value: keys and types, not values. Arrays take the shape of
-/// their first element.
-fn shape(v: &Value) -> Value {
-    match v {
-        Value::Null => json!("null"),
-        Value::Bool(_) => json!("bool"),
-        Value::Number(_) => json!("number"),
-        Value::String(_) => json!("string"),
-        Value::Array(a) => match a.first() {
-            Some(x) => json!([shape(x)]),
-            None => json!([]),
-        },
-        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
-    }
+    support::fixture_json("sim/openai", name)
 }
 
 async fn server() -> SimServer {
-    let opts = SimOptions {
-        api_key: Some(KEY.into()),
-        ..Default::default()
-    };
-    SimServer::start(ProviderKind::OpenAi, opts).await.unwrap()
+    sim::start(ProviderKind::OpenAi, KEY).await
 }
 
 fn url(s: &SimServer) -> String {
@@ -55,36 +33,11 @@ fn url(s: &SimServer) -> String {
 }
 
 async fn post(s: &SimServer, body: &Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(url(s))
-        .bearer_auth(KEY)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+    sim::post_bearer(&url(s), KEY, body).await
 }
 
 async fn post_json(s: &SimServer, body: &Value) -> (u16, Value) {
-    let r = post(s, body).await;
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
-}
-
-/// The `data:` payloads of an SSE body.
-fn events(body: &[u8]) -> Vec<String> {
-    parse_all(body, body.len())
-        .into_iter()
-        .map(|e| e.data)
-        .collect()
-}
-
-/// The JSON chunks of an SSE body (without `[DONE]`).
-fn chunks(body: &[u8]) -> Vec<Value> {
-    events(body)
-        .iter()
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
+    sim::status_and_json(post(s, body).await).await
 }
 
 fn user(text: &str) -> Value {
@@ -316,97 +269,9 @@ async fn required_tool_choice_matches_the_recorded_non_stream_tool_call() {
     assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
 }
 
-/// A small JSON-schema checker for the subset the tests use.
-fn conforms(schema: &Value, v: &Value, at: &str) -> Result<(), String> {
-    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
-        return if options.contains(v) {
-            Ok(())
-        } else {
-            Err(format!("{at}: {v} not in enum"))
-        };
-    }
-    let ty = schema.get("type").and_then(Value::as_str).unwrap_or("any");
-    let ok = match ty {
-        "object" => v.is_object(),
-        "array" => v.is_array(),
-        "string" => v.is_string(),
-        "integer" => v.is_i64() || v.is_u64(),
-        "number" => v.is_number(),
-        "boolean" => v.is_boolean(),
-        _ => true,
-    };
-    if !ok {
-        return Err(format!("{at}: expected {ty}, got {v}"));
-    }
-    if let Some(x) = v.as_f64() {
-        if schema
-            .get("minimum")
-            .and_then(Value::as_f64)
-            .is_some_and(|m| x < m)
-            || schema
-                .get("maximum")
-                .and_then(Value::as_f64)
-                .is_some_and(|m| x > m)
-        {
-            return Err(format!("{at}: {x} out of range"));
-        }
-    }
-    if let Some(items) = v.as_array() {
-        let n = items.len() as u64;
-        if schema
-            .get("minItems")
-            .and_then(Value::as_u64)
-            .is_some_and(|m| n < m)
-            || schema
-                .get("maxItems")
-                .and_then(Value::as_u64)
-                .is_some_and(|m| n > m)
-        {
-            return Err(format!("{at}: {n} items"));
-        }
-        for (i, item) in items.iter().enumerate() {
-            conforms(&schema["items"], item, &format!("{at}[{i}]"))?;
-        }
-    }
-    if let Some(obj) = v.as_object() {
-        for r in schema
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let key = r.as_str().unwrap();
-            if !obj.contains_key(key) {
-                return Err(format!("{at}: missing {key}"));
-            }
-        }
-        let props = schema.get("properties").and_then(Value::as_object);
-        for (k, val) in obj {
-            match props.and_then(|p| p.get(k)) {
-                Some(sub) => conforms(sub, val, &format!("{at}.{k}"))?,
-                None if schema.get("additionalProperties") == Some(&json!(false)) => {
-                    return Err(format!("{at}: unexpected {k}"))
-                }
-                None => {}
-            }
-        }
-    }
-    Ok(())
-}
-
 fn booking_tool() -> Value {
     json!({"type": "function", "function": {"name": "book_table", "description": "Book a table",
-        "parameters": {"type": "object", "additionalProperties": false,
-            "properties": {
-                "restaurant": {"type": "string"},
-                "guests": {"type": "integer", "minimum": 1, "maximum": 12},
-                "budget": {"type": "number", "minimum": 10, "maximum": 500},
-                "outdoor": {"type": "boolean"},
-                "time": {"type": "string", "enum": ["18:00", "19:30", "21:00"]},
-                "diet": {"type": "array", "items": {"type": "string", "enum": ["vegan", "halal", "none"]}, "minItems": 1, "maxItems": 2},
-                "contact": {"type": "object", "properties": {"name": {"type": "string"}, "phone": {"type": "string"}}, "required": ["name", "phone"]}
-            },
-            "required": ["restaurant", "guests", "budget", "outdoor", "time", "diet", "contact"]}}})
+        "parameters": booking_schema()}})
 }
 
 #[tokio::test]
@@ -713,18 +578,7 @@ async fn reset_mid_stream_makes_the_client_see_an_error_after_some_events() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    let mut stream = r.bytes_stream();
-    let mut received = Vec::new();
-    let mut failed = false;
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(b) => received.extend_from_slice(&b),
-            Err(_) => {
-                failed = true;
-                break;
-            }
-        }
-    }
+    let (received, failed) = read_until_error(r).await;
     assert!(failed, "the client must see the reset");
     assert_eq!(events(&received).len(), 3);
 
