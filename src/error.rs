@@ -76,9 +76,55 @@ pub enum GatewayError {
     /// Every model of the chain is unavailable (e.g. skipped), with no attempt made.
     #[error("No upstream model is available for `{model}`.")]
     NoUpstreamAvailable { model: String },
+    /// No virtual key, or one tollgate does not know.
+    #[error("{}", if *.missing {
+        "You didn't provide an API key. Provide your tollgate key in an Authorization header (Bearer tg-...).".to_string()
+    } else {
+        "Incorrect API key provided. Keys are issued with `tollgate key new`.".to_string()
+    })]
+    InvalidApiKey { missing: bool },
+    /// The request does not fit in what is left of a budget whose policy refuses it.
+    #[error("{0}")]
+    BudgetExceeded(Box<BudgetExceeded>),
+    /// Budget state cannot be read or written (shared store down, fail-closed policy).
+    #[error(
+        "Budget accounting is unavailable ({detail}); the request was not sent. Retry shortly."
+    )]
+    AccountingUnavailable { detail: String },
     /// A bug or an unexpected local failure.
     #[error("Internal gateway error: {0}")]
     Internal(String),
+}
+
+/// Why a budget refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetExceeded {
+    pub budget: String,
+    pub day: String,
+    pub timezone: String,
+    /// Nano-dollars.
+    pub limit: u64,
+    pub spent: u64,
+    pub reserved: u64,
+    pub needed: u64,
+}
+
+impl std::fmt::Display for BudgetExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = |n: u64| crate::money::Decimal9(n).to_string();
+        write!(
+            f,
+            "Budget `{}` is exhausted for {}: ${} spent and ${} reserved of its ${} daily limit; \
+             this request needs up to ${}. The budget resets at midnight ({}).",
+            self.budget,
+            self.day,
+            d(self.spent),
+            d(self.reserved),
+            d(self.limit),
+            d(self.needed),
+            self.timezone
+        )
+    }
 }
 
 impl GatewayError {
@@ -139,6 +185,9 @@ impl GatewayError {
                 }
             }
             GatewayError::Internal(_) => 500,
+            GatewayError::InvalidApiKey { .. } => 401,
+            GatewayError::BudgetExceeded(_) => 429,
+            GatewayError::AccountingUnavailable { .. } => 503,
             GatewayError::Upstream { error, .. } => match error.kind {
                 UpstreamErrorKind::InvalidRequest | UpstreamErrorKind::ContextLength => 400,
                 UpstreamErrorKind::NotFound => 404,
@@ -156,8 +205,12 @@ impl GatewayError {
 
     /// OpenAI `error.type`.
     pub fn error_type(&self) -> &'static str {
+        if let GatewayError::BudgetExceeded(_) = self {
+            // What OpenAI answers when an account's quota is spent.
+            return "insufficient_quota";
+        }
         match self.status() {
-            400 | 404 | 405 | 413 => "invalid_request_error",
+            400 | 401 | 404 | 405 | 413 => "invalid_request_error",
             429 => "rate_limit_error",
             _ => "api_error",
         }
@@ -185,6 +238,9 @@ impl GatewayError {
                 .into(),
             ),
             GatewayError::Internal(_) => Some("internal_error".into()),
+            GatewayError::InvalidApiKey { .. } => Some("invalid_api_key".into()),
+            GatewayError::BudgetExceeded(_) => Some("budget_exceeded".into()),
+            GatewayError::AccountingUnavailable { .. } => Some("accounting_unavailable".into()),
             GatewayError::Upstream { error, .. } => Some(
                 error
                     .code
@@ -225,6 +281,9 @@ impl GatewayError {
                 }
             }
             GatewayError::Internal(_) => "internal",
+            GatewayError::InvalidApiKey { .. } => "invalid_api_key",
+            GatewayError::BudgetExceeded(_) => "budget_exceeded",
+            GatewayError::AccountingUnavailable { .. } => "accounting_unavailable",
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`api`]: the OpenAI client surface (request, response and chunk types).
 //! - [`providers`]: pure translators per provider, SSE parsing, credentials.
 //! - [`config`]: `routes.toml` schema, validation with line numbers.
+//! - [`budget`]: budget files, virtual keys, and who a request bills to.
 //! - [`proxy`]: the Pingora service that owns each upstream exchange.
 //! - [`server`]: assembling and running the Pingora server.
 //! - [`sim`]: simulated providers speaking each provider's wire format, for demo and tests.
@@ -14,6 +15,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod budget;
 pub mod config;
 pub mod error;
 pub mod money;

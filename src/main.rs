@@ -1,4 +1,5 @@
-//! The `tollgate` command: `serve` runs the gateway, `check` validates a `routes.toml`.
+//! The `tollgate` command: `serve` runs the gateway, `check` validates a `routes.toml`,
+//! `key new` creates a virtual API key.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,10 +44,32 @@ enum Command {
         #[arg(long)]
         admin_listen: Option<String>,
     },
-    /// Validate a routes file without serving; exit 0 when valid.
+    /// Validate a routes file (and its budget files) without serving; exit 0 when valid.
     Check {
         /// The routes file.
         #[arg(default_value = "routes.toml")]
+        config: PathBuf,
+    },
+    /// Manage virtual API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key that bills to a budget: prints it once and stores only its SHA-256 in
+    /// the budget's file.
+    New {
+        /// The budget (file name in the budgets directory, without `.toml`).
+        #[arg(long)]
+        budget: String,
+        /// A name for the key, shown in logs and the ledger (default: key-YYYYMMDD-HHMMSS).
+        #[arg(long)]
+        id: Option<String>,
+        /// The routes file that names the budgets directory.
+        #[arg(long, short, default_value = "routes.toml")]
         config: PathBuf,
     },
 }
@@ -58,12 +81,13 @@ fn main() -> ExitCode {
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
                 println!(
-                    "{}: valid (version {}, {} providers, {} models, {} aliases)",
+                    "{}: valid (version {}, {} providers, {} models, {} aliases, {} budgets)",
                     config.display(),
                     c.version,
                     c.providers.len(),
                     c.models.len(),
-                    c.aliases.len()
+                    c.aliases.len(),
+                    c.budgets.len()
                 );
                 ExitCode::SUCCESS
             }
@@ -75,6 +99,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Key {
+            command: KeyCommand::New { budget, id, config },
+        } => new_key(&config, &budget, id),
         Command::Serve {
             config,
             demo,
@@ -135,7 +162,9 @@ fn serve(
     if fleet.is_some() {
         tracing::warn!(
             "DEMO MODE: every provider is a built-in simulator on this machine; answers are synthetic \
-             and no real provider is called. Do not use in production."
+             and no real provider is called. Any API key (or none) is accepted and billed to the \
+             `{}` budget. Do not use in production.",
+            config.auth.anonymous_budget
         );
     }
     // Applied to the config at start-up and to every reloaded one.
@@ -146,6 +175,8 @@ fn serve(
         cfg.server.admin_listen = admin_override.clone();
         match &fleet {
             Some(f) => {
+                cfg.auth.allow_anonymous = true;
+                cfg.auth.accept_any_key = true;
                 point_at_simulators(cfg, f);
                 Credentials::demo(cfg)
             }
@@ -187,6 +218,51 @@ fn serve(
     );
     server::run(state, &opts);
     ExitCode::SUCCESS
+}
+
+/// `tollgate key new`: the budget must exist and the whole config must stay valid.
+fn new_key(config: &std::path::Path, budget: &str, id: Option<String>) -> ExitCode {
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(errs) => {
+            for p in &errs.0 {
+                eprintln!("{p}");
+            }
+            eprintln!("{}: fix these problems first", config.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if cfg.budgets.get(budget).is_none() {
+        let known: Vec<_> = cfg.budgets.iter().map(|b| b.name.as_str()).collect();
+        eprintln!(
+            "no budget `{budget}` in {} (known: {})",
+            cfg.budgets_settings.dir.display(),
+            known.join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    let now = jiff::Timestamp::now();
+    let id = id.unwrap_or_else(|| format!("key-{}", now.strftime("%Y%m%d-%H%M%S")));
+    let file = cfg.budgets_settings.dir.join(format!("{budget}.toml"));
+    let result = tollgate::budget::keys::generate().and_then(|key| {
+        tollgate::budget::keys::add_to_file(&file, &id, &key, &now.strftime("%Y-%m-%d").to_string())
+            .map(|_| key)
+    });
+    match result {
+        Ok(key) => {
+            println!("{key}");
+            eprintln!(
+                "Created key `{id}` for budget `{budget}` ({}). It is shown only this once; \
+                 only its SHA-256 is stored. A running gateway picks it up within a second.",
+                file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Demo mode: every provider's base URL becomes its simulator's. A provider kind without a

@@ -1,4 +1,4 @@
-//! Live reload of `routes.toml`: a file watch (content polled every 200 ms, so editors
+//! Live reload of `routes.toml` and the budget files: a file watch (content polled every 200 ms, so editors
 //! that replace the file by rename and editors that truncate and rewrite it both work, as do
 //! Kubernetes ConfigMap symlink swaps), `SIGHUP`, and `POST /admin/reload`.
 //!
@@ -90,11 +90,19 @@ impl Reloader {
         }
     }
 
-    /// Content fingerprint, or `None` when the file cannot be read right now.
+    /// Content fingerprint of the file and the budget files, or `None` when the file
+    /// cannot be read right now.
     fn fingerprint(&self) -> Option<[u8; 32]> {
-        std::fs::read(&self.path)
-            .ok()
-            .map(|b| Sha256::digest(&b).into())
+        let mut h = Sha256::new();
+        h.update(std::fs::read(&self.path).ok()?);
+        let dir = self.state.config.load().budgets_settings.dir.clone();
+        for (name, bytes) in crate::budget::read_dir_files(&dir).ok()? {
+            h.update([0u8]);
+            h.update(name.as_bytes());
+            h.update([0u8]);
+            h.update(&bytes);
+        }
+        Some(h.finalize().into())
     }
 
     /// Polls the file and listens for SIGHUP until `shutdown` fires. A change is applied

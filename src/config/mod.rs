@@ -4,7 +4,8 @@
 //! line (see [`validate`]). A `Config` is shared as `Arc<Config>`; reloads build a new one and
 //! swap it in, so a request always sees one consistent snapshot.
 
-mod locate;
+pub mod accounting;
+pub(crate) mod locate;
 pub mod raw;
 mod validate;
 
@@ -15,10 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::budget::BudgetSet;
 use crate::money::Decimal9;
 use crate::providers::{CortexMode, ProviderKind};
 use crate::routing::breaker::BreakerConfig;
 use crate::routing::classifier::Classifier;
+pub use accounting::{
+    AlertSettings, AuthSettings, Backend, BudgetsSettings, RedisFailure, StateSettings,
+};
 
 pub use validate::{ConfigErrors, Problem};
 
@@ -38,7 +43,15 @@ pub struct Config {
     pub models: BTreeMap<String, Arc<ModelConfig>>,
     /// Alias → model name.
     pub aliases: BTreeMap<String, String>,
-    /// Short content hash of the source text; changes with every edit.
+    pub auth: AuthSettings,
+    pub budgets_settings: BudgetsSettings,
+    pub state: StateSettings,
+    pub alerts: AlertSettings,
+    /// Budgets and the keys that bill to them (from the budgets directory; empty for a
+    /// config parsed from text alone).
+    pub budgets: Arc<BudgetSet>,
+    /// Short content hash of the source text and the budget files; changes with every
+    /// edit.
     pub version: String,
 }
 
@@ -183,7 +196,8 @@ impl Config {
         validate::parse(src, origin)
     }
 
-    /// Reads and validates a file.
+    /// Reads and validates a file and the budget files it points at. Relative paths in
+    /// it (`budgets.dir`, `state.data_dir`) are resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let origin = path.display().to_string();
         let src = std::fs::read_to_string(path).map_err(|e| {
@@ -194,7 +208,26 @@ impl Config {
                 message: format!("cannot read file: {e}"),
             })
         })?;
-        Config::parse(&src, &origin)
+        let mut cfg = Config::parse(&src, &origin);
+        let base = path.parent().unwrap_or(Path::new("."));
+        let dir = match &cfg {
+            Ok(c) => base.join(&c.budgets_settings.dir),
+            Err(_) => base.join(BudgetsSettings::default().dir),
+        };
+        let budgets = BudgetSet::load_dir(&dir);
+        // Report the problems of both, so one edit session sees everything.
+        match (&mut cfg, budgets) {
+            (Ok(c), Ok((set, files))) => {
+                c.budgets_settings.dir = dir;
+                c.state.data_dir = base.join(&c.state.data_dir);
+                c.budgets = Arc::new(set);
+                c.version = validate::version_of_all(&src, &files);
+            }
+            (Ok(_), Err(e)) => return Err(e),
+            (Err(errs), Err(e)) => errs.0.extend(e.0),
+            (Err(_), Ok(_)) => {}
+        }
+        cfg
     }
 
     /// Resolves an alias to its model name (a model name resolves to itself).

@@ -19,6 +19,10 @@ pub const SECTIONS: &[&str] = &[
     "providers",
     "models",
     "aliases",
+    "auth",
+    "budgets",
+    "state",
+    "alerts",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use super::accounting::{AlertSettings, AuthSettings, BudgetsSettings, StateSettings};
 use super::locate::Locator;
 use super::raw::{
     RawModel, RawPrice, RawProvider, RawRetry, RawRouting, RawServer, RawSnowflakeAuth, SECTIONS,
@@ -19,6 +20,7 @@ use super::{
     BaseUrl, Config, CredentialSource, ModelConfig, Price, ProviderConfig, RetrySettings,
     RoutingSettings, ServerSettings, Tier, Timeouts, AUTO_MODEL,
 };
+use crate::budget::BudgetSet;
 use crate::providers::{CortexMode, ProviderKind};
 use crate::routing::breaker::BreakerConfig;
 use crate::routing::classifier::{Classifier, ClassifierConfig};
@@ -164,6 +166,25 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigErrors> {
         Some(v) => c.de(&["breaker"], v).unwrap_or_default(),
         None => BreakerConfig::default(),
     };
+    let auth: AuthSettings = match table.remove("auth") {
+        Some(v) => c.de(&["auth"], v).unwrap_or_default(),
+        None => AuthSettings::default(),
+    };
+    let budgets: BudgetsSettings = match table.remove("budgets") {
+        Some(v) => c.de(&["budgets"], v).unwrap_or_default(),
+        None => BudgetsSettings::default(),
+    };
+    let state: StateSettings = match table.remove("state") {
+        Some(v) => c.de(&["state"], v).unwrap_or_default(),
+        None => StateSettings::default(),
+    };
+    for (path, msg) in state.validate() {
+        c.report(&["state", &path], msg);
+    }
+    let alerts: AlertSettings = match table.remove("alerts") {
+        Some(v) => c.de(&["alerts"], v).unwrap_or_default(),
+        None => AlertSettings::default(),
+    };
     let aliases: BTreeMap<String, String> = match table.remove("aliases") {
         Some(v) => c.de(&["aliases"], v).unwrap_or_default(),
         None => BTreeMap::new(),
@@ -289,14 +310,36 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigErrors> {
         providers: prov_out,
         models: model_out,
         aliases,
+        auth,
+        budgets_settings: budgets,
+        state,
+        alerts,
+        budgets: Arc::new(BudgetSet::default()),
         version: version_of(src),
     })
 }
 
 /// First 12 hex digits of SHA-256 of the source.
 pub fn version_of(src: &str) -> String {
-    let d = Sha256::digest(src.as_bytes());
-    d.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    version_of_all(src, &[])
+}
+
+/// First 12 hex digits of SHA-256 over the source and every budget file (name and bytes).
+/// With no budget files it equals [`version_of`].
+pub fn version_of_all(src: &str, files: &[(String, Vec<u8>)]) -> String {
+    let mut h = Sha256::new();
+    h.update(src.as_bytes());
+    for (name, bytes) in files {
+        h.update([0u8]);
+        h.update(name.as_bytes());
+        h.update([0u8]);
+        h.update(bytes);
+    }
+    h.finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn entries(c: &mut Checker, table: &mut toml::Table, section: &str) -> Vec<(String, toml::Value)> {

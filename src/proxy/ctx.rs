@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::budget::Caller;
 use crate::error::GatewayError;
 use crate::usage::Usage;
 
@@ -51,6 +52,8 @@ pub struct RequestCtx {
     pub streamed: bool,
     pub time_to_first_token: Option<Duration>,
     pub client_gone: bool,
+    /// Who the request bills to (after authentication).
+    pub caller: Option<Caller>,
 }
 
 impl RequestCtx {
@@ -71,6 +74,7 @@ impl RequestCtx {
             streamed: false,
             time_to_first_token: None,
             client_gone: false,
+            caller: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! fall back on a status code, both of which an LLM gateway needs. `logging` writes one
 //! structured access-log line per request.
 
+pub mod auth;
 pub mod chain;
 pub mod chat;
 pub mod ctx;
@@ -84,8 +85,12 @@ impl Gateway {
         let path = session.req_header().uri.path().to_string();
         let headers = chat::response_headers(ctx, &config);
         let result = match (method.as_str(), path.trim_end_matches('/')) {
-            ("POST", "/v1/chat/completions" | "/chat/completions") => {
+            ("POST", "/v1/chat/completions" | "/chat/completions") => 'chat: {
                 ctx.route = "chat_completions";
+                match auth::caller(&config, session.req_header()) {
+                    Ok(c) => ctx.caller = Some(c),
+                    Err(e) => break 'chat Err(e),
+                }
                 match chat::handle(&self.state, &config, session, ctx).await {
                     chat::Handled::Responded => return,
                     chat::Handled::ClientGone => {
@@ -97,7 +102,10 @@ impl Gateway {
             }
             ("GET", "/v1/models" | "/models") => {
                 ctx.route = "models";
-                Ok(models_body(&config))
+                auth::caller(&config, session.req_header()).map(|c| {
+                    ctx.caller = Some(c);
+                    models_body(&config)
+                })
             }
             ("GET", "/healthz") => {
                 ctx.route = "healthz";

@@ -51,8 +51,15 @@ pub async fn error(
         let secs = ra.as_millis().div_ceil(1000).max(1);
         extra.push(("retry-after", secs.to_string()));
     }
-    if let GatewayError::MethodNotAllowed { .. } = err {
-        extra.push(("allow", "GET, POST".to_string()));
+    match err {
+        GatewayError::MethodNotAllowed { .. } => extra.push(("allow", "GET, POST".to_string())),
+        // OpenAI SDKs retry a 429 unless told not to; a spent budget will not recover in
+        // seconds.
+        GatewayError::BudgetExceeded(_) => extra.push(("x-should-retry", "false".into())),
+        GatewayError::InvalidApiKey { .. } => {
+            extra.push(("www-authenticate", "Bearer realm=\"tollgate\"".into()))
+        }
+        _ => {}
     }
     json(session, err.status(), err.body(), &extra).await
 }
