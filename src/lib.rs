@@ -12,12 +12,14 @@
 //! - [`server`]: assembling and running the Pingora server.
 //! - [`sim`]: simulated providers speaking each provider's wire format, for demo and tests.
 //! - [`error`]: `GatewayError`, the single mapping from failure to client response.
+//! - [`metrics`]: Prometheus metrics for the admin listener.
 
 pub mod admin;
 pub mod api;
 pub mod budget;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod money;
 pub mod pricing;
 pub mod providers;

@@ -73,6 +73,11 @@ impl Reloader {
                 self.state.apply(cfg, creds);
                 let mut st = self.state.reload_status.lock();
                 st.successes += 1;
+                self.state
+                    .metrics
+                    .config_reloads
+                    .with_label_values(&["applied"])
+                    .inc();
                 st.last_reload_at = Some(SystemTime::now());
                 tracing::info!(%trigger, %version, file = %self.path.display(), "Configuration reloaded.");
                 Ok(ReloadOutcome::Applied { version })
@@ -80,6 +85,11 @@ impl Reloader {
             Err(errs) => {
                 let mut st = self.state.reload_status.lock();
                 st.failures += 1;
+                self.state
+                    .metrics
+                    .config_reloads
+                    .with_label_values(&["rejected"])
+                    .inc();
                 st.last_error = Some(errs.to_string());
                 st.last_error_at = Some(SystemTime::now());
                 for p in &errs.0 {

@@ -5,6 +5,8 @@
 //! - `GET /admin/api/status`: config version, reload counters and last error, and every
 //!   circuit breaker's state.
 //! - `POST /admin/reload`: reload `routes.toml` now (422 with every problem when invalid).
+//! - `GET /metrics`: Prometheus text (the same bearer token; Prometheus sends it with
+//!   `authorization: {credentials: ...}` in its scrape config).
 //! - `GET /healthz`: liveness, unauthenticated.
 
 use std::sync::Arc;
@@ -16,9 +18,11 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
+use crate::budget::keys::constant_time_eq;
 use crate::providers::auth::Secret;
 use crate::proxy::GatewayState;
 use crate::reload::ReloadOutcome;
+use crate::routing::breaker::BreakerState;
 
 /// The admin application.
 pub struct AdminApp {
@@ -42,14 +46,6 @@ fn error(status: u16, code: &str, message: &str) -> Response<Vec<u8>> {
         status,
         json!({"error": {"message": message, "type": "admin_error", "param": null, "code": code}}),
     )
-}
-
-/// Equal length and equal bytes, in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn unix(t: Option<SystemTime>) -> Value {
@@ -112,6 +108,33 @@ impl AdminApp {
         })
     }
 
+    /// Prometheus text; gauges of live state are read now.
+    fn metrics(&self) -> Response<Vec<u8>> {
+        let m = &self.state.metrics;
+        let cfg = self.state.config.load();
+        m.config_info.reset();
+        m.config_info.with_label_values(&[&cfg.version]).set(1);
+        m.circuit_state.reset();
+        for b in self.state.breakers.snapshot() {
+            let v = match b.state {
+                BreakerState::Closed => 0,
+                BreakerState::HalfOpen => 1,
+                BreakerState::Open => 2,
+            };
+            m.circuit_state
+                .with_label_values(&[&b.key.provider, &b.key.model])
+                .set(v);
+        }
+        let body = m.render().into_bytes();
+        Response::builder()
+            .status(200)
+            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+            .header("content-length", body.len())
+            .header("cache-control", "no-store")
+            .body(body)
+            .unwrap_or_default()
+    }
+
     fn reload(&self) -> Response<Vec<u8>> {
         let Some(r) = self.state.reloader.get() else {
             return error(
@@ -150,32 +173,20 @@ impl ServeHttp for AdminApp {
         if path == "/healthz" {
             return reply(200, json!({"status": "ok"}));
         }
-        if !path.starts_with("/admin/") {
+        if !path.starts_with("/admin/") && path != "/metrics" {
             return error(404, "unknown_url", "Unknown admin URL.");
         }
         if let Some(resp) = self.refusal(session) {
             return resp;
         }
         match (method.as_str(), path.as_str()) {
+            ("GET", "/metrics") => self.metrics(),
             ("GET", "/admin/api/status") => reply(200, self.status()),
             ("POST", "/admin/reload") => self.reload(),
-            (_, "/admin/api/status" | "/admin/reload") => {
+            (_, "/admin/api/status" | "/admin/reload" | "/metrics") => {
                 error(405, "method_not_allowed", "Method not allowed.")
             }
             _ => error(404, "unknown_url", "Unknown admin URL."),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_eq_compares_whole_values() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
     }
 }

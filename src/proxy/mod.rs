@@ -46,6 +46,7 @@ pub struct GatewayState {
     pub reload_status: parking_lot::Mutex<ReloadStatus>,
     /// Set when the gateway serves a file that can be reloaded.
     pub reloader: std::sync::OnceLock<Arc<Reloader>>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl GatewayState {
@@ -62,6 +63,7 @@ impl GatewayState {
                 ..ReloadStatus::default()
             }),
             reloader: std::sync::OnceLock::new(),
+            metrics: crate::metrics::Metrics::new(),
         })
     }
 
@@ -152,6 +154,58 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    fn record_metrics(&self, ctx: &RequestCtx) {
+        let m = &self.state.metrics;
+        let model = ctx.served_model.as_deref().unwrap_or("");
+        let status = if ctx.client_gone && ctx.status == 0 {
+            // nginx's convention for "client closed the request".
+            "499".to_string()
+        } else {
+            ctx.status.to_string()
+        };
+        m.requests
+            .with_label_values(&[
+                ctx.route,
+                model,
+                ctx.served_provider.as_deref().unwrap_or(""),
+                ctx.tier.as_deref().unwrap_or(""),
+                &status,
+            ])
+            .inc();
+        let total = ctx.started.elapsed();
+        m.request_duration
+            .with_label_values(&[ctx.route, if ctx.streamed { "true" } else { "false" }])
+            .observe(total.as_secs_f64());
+        if let Some(t) = ctx.time_to_first_token {
+            m.time_to_first_token
+                .with_label_values(&[model])
+                .observe(t.as_secs_f64());
+        }
+        let upstream: std::time::Duration = ctx.attempts.iter().map(|a| a.latency).sum();
+        m.overhead
+            .with_label_values(&[ctx.route])
+            .observe(total.saturating_sub(upstream).as_secs_f64());
+        for a in &ctx.attempts {
+            m.upstream_attempts
+                .with_label_values(&[&a.provider, &a.model, &a.outcome])
+                .inc();
+        }
+        if let Some(u) = &ctx.usage {
+            for (kind, n) in [
+                ("input", u.input_tokens),
+                ("output", u.output_tokens),
+                ("cached_input", u.cached_input_tokens),
+                ("cache_write", u.cache_write_tokens),
+            ] {
+                if n > 0 {
+                    m.tokens.with_label_values(&[model, kind]).inc_by(n);
+                }
+            }
+        }
+    }
+}
+
 /// `GET /v1/models`: every model and alias a client may ask for, plus `auto`.
 fn models_body(config: &Config) -> Bytes {
     let created = 1_700_000_000u64;
@@ -200,8 +254,9 @@ impl ProxyHttp for Gateway {
         Ok(true)
     }
 
-    /// One access-log line per request.
+    /// One access-log line and the metrics of each request.
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        self.record_metrics(ctx);
         let usage = ctx.usage.unwrap_or_default();
         let ttft_ms = ctx.time_to_first_token.map(|d| d.as_millis() as u64);
         tracing::info!(
