@@ -15,8 +15,11 @@
 //! - [`metrics`]: Prometheus metrics for the admin listener.
 
 pub mod admin;
+pub mod alerts;
 pub mod api;
+pub mod billing;
 pub mod budget;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod metrics;

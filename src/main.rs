@@ -197,7 +197,37 @@ fn serve(
     if config.server.admin_listen.is_some() && admin_token.is_none() {
         tracing::warn!("TOLLGATE_ADMIN_TOKEN is not set; the admin API refuses every request.");
     }
-    let state = GatewayState::new(config, credentials);
+    // Budget state and the ledger live on their own runtime for the life of the process
+    // (Redis connections are driven there; Pingora's services run on theirs).
+    let state_rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("tollgate-state")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the state runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let billing = match state_rt.block_on(tollgate::billing::Billing::open(
+        &config,
+        Arc::new(tollgate::clock::SystemClock),
+    )) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        backend = ?config.state.backend,
+        data_dir = %config.state.data_dir.display(),
+        budgets = config.budgets.len(),
+        "Accounting ready."
+    );
+    let state = GatewayState::with_billing(config, credentials, billing);
     let reloader = Reloader::new(path.clone(), state.clone(), Box::new(prepare));
     let config = state.config.load_full();
     let opts = ServeOptions {
@@ -217,6 +247,7 @@ fn serve(
         opts.listen
     );
     server::run(state, &opts);
+    drop(state_rt);
     ExitCode::SUCCESS
 }
 

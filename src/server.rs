@@ -16,6 +16,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
+use crate::alerts::deliver::{ClusterClaim, Deliverer, DelivererService};
 use crate::providers::auth::Secret;
 use crate::proxy::{Gateway, GatewayState};
 use crate::reload::{ReloadService, Reloader};
@@ -60,6 +61,25 @@ fn build(state: Arc<GatewayState>, opts: &ServeOptions) -> Server {
         admin.add_tcp(addr);
         server.add_service(admin);
     }
+    let billing = &state_for_admin.billing;
+    if let Some(ledger) = &billing.ledger {
+        let claim = billing.replica.as_ref().map(|r| ClusterClaim {
+            store: billing.store.clone(),
+            replica: r.clone(),
+        });
+        let deliverer = Deliverer::new(
+            ledger.clone(),
+            &state_for_admin.config.load().alerts,
+            claim,
+            state_for_admin.metrics.alert_deliveries.clone(),
+            billing.clock.clone(),
+            billing.alert_wake.clone(),
+        );
+        server.add_service(background_service(
+            "alert deliverer",
+            DelivererService(deliverer),
+        ));
+    }
     if let Some(r) = &opts.reloader {
         let _ = state_for_admin.reloader.set(r.clone());
         server.add_service(background_service(
@@ -74,7 +94,18 @@ fn build(state: Arc<GatewayState>, opts: &ServeOptions) -> Server {
 /// period) or SIGINT/SIGQUIT. Blocks the calling thread, which must not be inside a tokio
 /// runtime.
 pub fn run(state: Arc<GatewayState>, opts: &ServeOptions) {
-    build(state, opts).run(RunArgs::default());
+    build(state.clone(), opts).run(RunArgs::default());
+    close_ledger(&state);
+}
+
+/// Commits every ledger record still queued (after the server stopped serving).
+fn close_ledger(state: &GatewayState) {
+    if let Some(l) = &state.billing.ledger {
+        match l.close() {
+            Ok(()) => tracing::info!("Ledger flushed."),
+            Err(e) => tracing::error!(error = %e, "Could not flush the ledger."),
+        }
+    }
 }
 
 /// A gateway running on a background thread, stopped by [`RunningGateway::stop`] or drop.
@@ -131,10 +162,11 @@ impl RunningGateway {
         let thread = std::thread::Builder::new()
             .name("tollgate-server".into())
             .spawn(move || {
-                let server = build(st, &opts);
+                let server = build(st.clone(), &opts);
                 server.run(RunArgs {
                     shutdown_signal: Box::new(StopSignal(tokio::sync::Mutex::new(Some(rx)))),
                 });
+                close_ledger(&st);
             })?;
         let deadline = Instant::now() + Duration::from_secs(10);
         for a in std::iter::once(addr).chain(admin_addr) {

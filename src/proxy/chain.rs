@@ -184,6 +184,7 @@ pub async fn run(
                     ctx.served_provider = Some(provider.name.clone());
                     ctx.status = d.status;
                     ctx.usage = d.usage;
+                    ctx.output_text = d.output_text;
                     ctx.time_to_first_token = d.first_token_after;
                     ctx.client_gone = d.client_gone;
                     ctx.error = d.stream_error;

@@ -11,6 +11,9 @@ use super::ctx::RequestCtx;
 use super::respond::HeaderList;
 use super::GatewayState;
 use crate::api::ChatRequest;
+use crate::billing::{Hold, Refusal};
+use crate::budget::{Caller, Policy};
+use crate::routing::classifier::Classification;
 use crate::config::{Config, ModelConfig};
 use crate::error::GatewayError;
 use crate::money::Decimal9;
@@ -22,9 +25,6 @@ pub const TIER_HEADER: &str = "x-tollgate-tier";
 pub const MAX_COST_HEADER: &str = "x-tollgate-max-cost";
 /// Callers ask for a latency class from `routing.latency_classes`.
 pub const LATENCY_HEADER: &str = "x-tollgate-latency";
-/// The budget requests bill to until virtual keys map callers to budgets.
-pub const DEFAULT_BUDGET: &str = "default";
-
 /// Most `messages` one request may carry.
 const MAX_MESSAGES: usize = 100_000;
 
@@ -55,13 +55,96 @@ pub async fn handle(
     };
     ctx.requested_model = Some(req.model.clone());
     ctx.streamed = req.is_stream();
-    let plan = match plan_request(state, config, session, &req) {
+    let Some(caller) = ctx.caller.clone() else {
+        return Handled::Error(GatewayError::InvalidApiKey { missing: true });
+    };
+    let classification = config.classifier.classify(&req);
+    ctx.prompt_tokens = classification.prompt_tokens;
+    let mut plan = match plan_request(state, config, session, &req, &caller, &classification) {
         Ok(p) => p,
         Err(e) => return Handled::Error(e),
     };
+    match admit(state, config, &req, &caller, &classification, &mut plan).await {
+        Ok(hold) => ctx.hold = Some(hold),
+        Err(e) => {
+            ctx.tier = plan.tier.clone();
+            ctx.route_reason = plan.reason.clone();
+            return Handled::Error(e);
+        }
+    }
     ctx.tier = plan.tier.clone();
     ctx.route_reason = plan.reason.clone();
     chain::run(state, config, session, ctx, &req, &plan).await
+}
+
+/// The most a request on `chain` can cost: every prompt token plus the most output it
+/// may produce (its `max_tokens`, else the model's output limit), on the costliest model
+/// of the chain, since fallback may reach any of them.
+pub fn max_cost(chain: &[Arc<ModelConfig>], prompt_tokens: u64, req: &ChatRequest) -> u64 {
+    chain
+        .iter()
+        .map(|m| {
+            let out = req
+                .max_output_tokens()
+                .map_or(m.max_output_tokens, |o| o.min(m.max_output_tokens));
+            crate::pricing::estimate_nanos(&m.price, prompt_tokens, u64::from(out))
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Reserves the request's maximum cost against the caller's budget and the global one.
+/// When it does not fit, the refusing budget's policy decides: `block` refuses (429
+/// `budget_exceeded`), `downgrade` re-plans on the cheapest tier and tries once more.
+async fn admit(
+    state: &GatewayState,
+    config: &Config,
+    req: &ChatRequest,
+    caller: &Caller,
+    classification: &Classification,
+    plan: &mut Plan,
+) -> Result<Hold, GatewayError> {
+    let mut budgets = vec![caller.budget.clone()];
+    if let Some(g) = config.budgets.global() {
+        if g.name != caller.budget.name {
+            budgets.push(g.clone());
+        }
+    }
+    let estimate = max_cost(&plan.chain, classification.prompt_tokens, req);
+    let refusal = match state.billing.admit(&budgets, estimate).await {
+        Ok(h) => return Ok(h),
+        Err(r) => r,
+    };
+    match refusal {
+        Refusal::Unavailable(detail) => Err(GatewayError::AccountingUnavailable { detail }),
+        Refusal::Exceeded { detail, policy } => {
+            if policy != Policy::Downgrade || config.routing.tiers.is_empty() {
+                return Err(GatewayError::BudgetExceeded(detail));
+            }
+            let cheapest = PlanInput {
+                requested_model: &req.model,
+                tier: Some(0),
+                tier_reason: "budget_downgrade",
+                budget_percent: 100,
+                prompt_tokens: classification.prompt_tokens,
+                max_output_tokens: req.max_output_tokens(),
+                max_cost: None,
+                latency: None,
+            };
+            let downgraded = plan::plan(config, &cheapest, &|_| None)?;
+            let estimate = max_cost(&downgraded.chain, classification.prompt_tokens, req);
+            match state.billing.admit(&budgets, estimate).await {
+                Ok(h) => {
+                    *plan = downgraded;
+                    Ok(h)
+                }
+                Err(Refusal::Exceeded { detail, .. }) => Err(GatewayError::BudgetExceeded(detail)),
+                Err(Refusal::Unavailable(detail)) => {
+                    Err(GatewayError::AccountingUnavailable { detail })
+                }
+            }
+        }
+    }
 }
 
 /// Classifies the request (for routed models), reads the caller's routing headers, and
@@ -71,6 +154,8 @@ fn plan_request(
     config: &Config,
     session: &Session,
     req: &ChatRequest,
+    caller: &Caller,
+    classification: &Classification,
 ) -> Result<Plan, GatewayError> {
     let header = |name: &str| {
         session
@@ -81,7 +166,6 @@ fn plan_request(
             .map(str::trim)
             .filter(|v| !v.is_empty())
     };
-    let classification = config.classifier.classify(req);
     let routed = config.is_routed(&req.model);
     let mut tier = None;
     let mut tier_reason = String::new();
@@ -115,7 +199,11 @@ fn plan_request(
             }
         }
     }
-    let mut max_cost = config.routing.max_request_cost;
+    // The lower of the global and the budget's ceiling applies.
+    let mut max_cost = match (config.routing.max_request_cost, caller.budget.max_request_cost) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     if let Some(v) = header(MAX_COST_HEADER) {
         let asked = Decimal9::parse(v.trim_start_matches('$')).map_err(|_| {
             GatewayError::invalid_param(
@@ -142,7 +230,7 @@ fn plan_request(
         requested_model: &req.model,
         tier,
         tier_reason: &tier_reason,
-        budget_percent: state.budgets.percent_spent(DEFAULT_BUDGET),
+        budget_percent: state.billing.percent_spent(&caller.budget),
         prompt_tokens: classification.prompt_tokens,
         max_output_tokens: req.max_output_tokens(),
         max_cost,

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::billing::Hold;
 use crate::budget::Caller;
 use crate::error::GatewayError;
 use crate::usage::Usage;
@@ -54,6 +55,14 @@ pub struct RequestCtx {
     pub client_gone: bool,
     /// Who the request bills to (after authentication).
     pub caller: Option<Caller>,
+    /// The request's budget reservations, settled when it ends.
+    pub hold: Option<Hold>,
+    /// Prompt tokens counted before sending.
+    pub prompt_tokens: u64,
+    /// Text relayed to the client in a stream (to count output when no usage came).
+    pub output_text: String,
+    /// What the request cost, nano-dollars (set when it is billed).
+    pub cost_nanos: u64,
 }
 
 impl RequestCtx {
@@ -75,6 +84,10 @@ impl RequestCtx {
             time_to_first_token: None,
             client_gone: false,
             caller: None,
+            hold: None,
+            prompt_tokens: 0,
+            output_text: String::new(),
+            cost_nanos: 0,
         }
     }
 

@@ -27,7 +27,6 @@ use crate::error::GatewayError;
 use crate::reload::{ReloadStatus, Reloader};
 use crate::routing::breaker::Breakers;
 use crate::routing::latency::LatencyTracker;
-use crate::routing::plan::{BudgetView, NoBudgets};
 use ctx::RequestCtx;
 use upstream::{Credentials, Upstreams};
 
@@ -41,8 +40,8 @@ pub struct GatewayState {
     pub breakers: Breakers,
     /// Time to first token per upstream.
     pub latency: LatencyTracker,
-    /// Budget state for budget-aware routing.
-    pub budgets: Arc<dyn BudgetView>,
+    /// Budget reservations, the ledger and alerts.
+    pub billing: crate::billing::Billing,
     pub reload_status: parking_lot::Mutex<ReloadStatus>,
     /// Set when the gateway serves a file that can be reloaded.
     pub reloader: std::sync::OnceLock<Arc<Reloader>>,
@@ -50,14 +49,28 @@ pub struct GatewayState {
 }
 
 impl GatewayState {
+    /// A gateway with in-memory budget counters and no ledger.
     pub fn new(config: Config, credentials: Credentials) -> Arc<Self> {
+        Self::with_billing(
+            config,
+            credentials,
+            crate::billing::Billing::in_memory(Arc::new(crate::clock::SystemClock)),
+        )
+    }
+
+    /// A gateway that bills through `billing` (the ledger and the configured store).
+    pub fn with_billing(
+        config: Config,
+        credentials: Credentials,
+        billing: crate::billing::Billing,
+    ) -> Arc<Self> {
         Arc::new(GatewayState {
             breakers: Breakers::new(config.breaker.clone()),
             config: ArcSwap::from_pointee(config),
             credentials: ArcSwap::from_pointee(credentials),
             upstreams: Upstreams::default(),
             latency: LatencyTracker::new(std::time::Duration::from_secs(300)),
-            budgets: Arc::new(NoBudgets),
+            billing,
             reload_status: parking_lot::Mutex::new(ReloadStatus {
                 last_reload_at: Some(std::time::SystemTime::now()),
                 ..ReloadStatus::default()
@@ -155,6 +168,51 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Prices, settles and records a chat request that reached a caller's budget.
+    async fn bill(&self, ctx: &mut RequestCtx) {
+        if ctx.route != "chat_completions" {
+            return;
+        }
+        let Some(caller) = ctx.caller.clone() else {
+            return;
+        };
+        let config = self.state.config.load_full();
+        let served = ctx
+            .served_model
+            .as_deref()
+            .and_then(|n| config.models.get(n))
+            .cloned();
+        let billing = &self.state.billing;
+        let elapsed = ctx.started.elapsed();
+        let finished = crate::billing::Finished {
+            request_id: &ctx.request_id,
+            started_ms: billing.clock.now_ms() - elapsed.as_millis() as i64,
+            budget: &caller.budget,
+            key_id: caller.key_id.as_deref(),
+            requested_model: ctx.requested_model.as_deref().unwrap_or(""),
+            tier: ctx.tier.as_deref(),
+            route_reason: &ctx.route_reason,
+            served: served.as_deref(),
+            provider: ctx.served_provider.as_deref(),
+            attempts: ctx.attempts_header(),
+            attempt_count: ctx.attempts.len() as u32,
+            usage: ctx.usage,
+            prompt_tokens: ctx.prompt_tokens,
+            output_text: &ctx.output_text,
+            latency_ms: elapsed.as_millis() as u64,
+            ttft_ms: ctx.time_to_first_token.map(|d| d.as_millis() as u64),
+            status: if ctx.client_gone && ctx.status == 0 { 499 } else { ctx.status },
+            error_code: ctx.error.as_ref().and_then(|e| e.code()),
+            streamed: ctx.streamed,
+            price_version: &config.version,
+        };
+        let (usage, cost) = billing
+            .finish(finished, ctx.hold.take(), &self.state.metrics)
+            .await;
+        ctx.usage = Some(usage);
+        ctx.cost_nanos = cost;
+    }
+
     fn record_metrics(&self, ctx: &RequestCtx) {
         let m = &self.state.metrics;
         let model = ctx.served_model.as_deref().unwrap_or("");
@@ -256,6 +314,7 @@ impl ProxyHttp for Gateway {
 
     /// One access-log line and the metrics of each request.
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        self.bill(ctx).await;
         self.record_metrics(ctx);
         let usage = ctx.usage.unwrap_or_default();
         let ttft_ms = ctx.time_to_first_token.map(|d| d.as_millis() as u64);
@@ -270,6 +329,10 @@ impl ProxyHttp for Gateway {
             stream = ctx.streamed,
             input_tokens = usage.input_tokens,
             output_tokens = usage.output_tokens,
+            usage_estimated = usage.estimated,
+            cost = %crate::pricing::dollars(ctx.cost_nanos),
+            budget = ctx.caller.as_ref().map(|c| c.budget.name.as_str()).unwrap_or(""),
+            key_id = ctx.caller.as_ref().and_then(|c| c.key_id.as_deref()).unwrap_or(""),
             ttft_ms,
             latency_ms = ctx.started.elapsed().as_millis() as u64,
             client_gone = ctx.client_gone,

@@ -15,22 +15,6 @@ use crate::error::GatewayError;
 use crate::money::Decimal9;
 use crate::pricing;
 
-/// How much of a budget is spent today, as tollgate's routing needs to know it.
-pub trait BudgetView: Send + Sync {
-    /// Percentage of the daily limit spent (0 when unknown or unlimited).
-    fn percent_spent(&self, budget: &str) -> u32;
-}
-
-/// No budgets: always 0% spent.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoBudgets;
-
-impl BudgetView for NoBudgets {
-    fn percent_spent(&self, _budget: &str) -> u32 {
-        0
-    }
-}
-
 /// What the planner needs to know about one request.
 #[derive(Debug, Clone)]
 pub struct PlanInput<'a> {

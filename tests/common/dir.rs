@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tollgate::billing::Billing;
+use tollgate::clock::Clock;
 use tollgate::config::Config;
 use tollgate::providers::auth::Secret;
 use tollgate::providers::ProviderKind;
@@ -47,6 +49,45 @@ impl DirGateway {
         edit: impl Fn(String) -> String,
         budgets: &[(&str, &str)],
     ) -> DirGateway {
+        Self::start_with(name, edit, budgets, None).await
+    }
+
+    /// Like [`DirGateway::start`], with the ledger and budget store of `[state]` opened
+    /// as `tollgate serve` opens them (data directory inside the test directory), on
+    /// `clock`.
+    pub async fn start_billed(
+        name: &str,
+        edit: impl Fn(String) -> String,
+        budgets: &[(&str, &str)],
+        clock: Arc<dyn Clock>,
+    ) -> DirGateway {
+        Self::start_with(name, edit, budgets, Some(clock)).await
+    }
+
+    /// Stops this gateway and starts a new one on the same directory (same budgets, same
+    /// ledger), as a restart of `tollgate serve` would.
+    pub async fn restart(self, edit: impl Fn(String) -> String, clock: Arc<dyn Clock>) -> DirGateway {
+        let dir = self.dir.clone();
+        let gw = self.gw;
+        tokio::task::spawn_blocking(move || gw.stop()).await.unwrap();
+        Self::start_in(dir, edit, &[], Some(clock)).await
+    }
+
+    async fn start_with(
+        name: &str,
+        edit: impl Fn(String) -> String,
+        budgets: &[(&str, &str)],
+        billed: Option<Arc<dyn Clock>>,
+    ) -> DirGateway {
+        Self::start_in(temp_dir(name), edit, budgets, billed).await
+    }
+
+    async fn start_in(
+        dir: PathBuf,
+        edit: impl Fn(String) -> String,
+        budgets: &[(&str, &str)],
+        billed: Option<Arc<dyn Clock>>,
+    ) -> DirGateway {
         let openai = SimServer::start(
             ProviderKind::OpenAi,
             SimOptions {
@@ -65,7 +106,6 @@ impl DirGateway {
         )
         .await
         .expect("mistral sim");
-        let dir = temp_dir(name);
         for (b, text) in budgets {
             std::fs::write(dir.join("budgets").join(format!("{b}.toml")), text).unwrap();
         }
@@ -79,7 +119,13 @@ impl DirGateway {
         ));
         std::fs::write(&file, &src).unwrap();
         let config = Config::load(&file).expect("test config valid");
-        let state = GatewayState::new(config, credentials());
+        let state = match billed {
+            Some(clock) => {
+                let billing = Billing::open(&config, clock).await.expect("billing opens");
+                GatewayState::with_billing(config, credentials(), billing)
+            }
+            None => GatewayState::new(config, credentials()),
+        };
         let reloader = Reloader::new(file.clone(), state.clone(), Box::new(|_| credentials()));
         let st = state.clone();
         let gw = tokio::task::spawn_blocking(move || {

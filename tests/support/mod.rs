@@ -8,6 +8,7 @@
 pub mod adapter;
 pub mod python;
 pub mod sim;
+pub mod webhook;
 
 use std::path::PathBuf;
 

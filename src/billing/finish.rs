@@ -1,0 +1,203 @@
+//! The end of a request: its usage (reported, or counted when the provider reported
+//! none), its cost, the settle of its reservations, its ledger record, and the alerts the
+//! settle crossed.
+
+use std::sync::Arc;
+
+use super::{Billing, Hold};
+use crate::alerts::{idempotency_key, AlertFacts};
+use crate::budget::Budget;
+use crate::config::ModelConfig;
+use crate::ledger::{AlertClaim, GroupBy, LedgerRecord};
+use crate::metrics::Metrics;
+use crate::tokens::Encoding;
+use crate::usage::Usage;
+
+/// What is known about a request when it ends.
+#[derive(Debug)]
+pub struct Finished<'a> {
+    pub request_id: &'a str,
+    /// Unix milliseconds at the request's start.
+    pub started_ms: i64,
+    pub budget: &'a Arc<Budget>,
+    pub key_id: Option<&'a str>,
+    pub requested_model: &'a str,
+    pub tier: Option<&'a str>,
+    pub route_reason: &'a str,
+    /// The model that answered (its response reached the client), if any.
+    pub served: Option<&'a ModelConfig>,
+    pub provider: Option<&'a str>,
+    pub attempts: String,
+    pub attempt_count: u32,
+    /// Usage the provider reported.
+    pub usage: Option<crate::usage::Usage>,
+    /// Prompt tokens counted before sending.
+    pub prompt_tokens: u64,
+    /// Text relayed to the client (for counting output when no usage was reported).
+    pub output_text: &'a str,
+    pub latency_ms: u64,
+    pub ttft_ms: Option<u64>,
+    pub status: u16,
+    pub error_code: Option<String>,
+    pub streamed: bool,
+    pub price_version: &'a str,
+}
+
+/// The usage to bill: the provider's, or, when a served request reported none (a stream
+/// cut short, a client gone), the counted prompt and relayed output, marked estimated.
+pub fn billable_usage(f: &Finished<'_>) -> Usage {
+    match (f.usage, f.served) {
+        (Some(u), _) => u,
+        (None, Some(m)) => Usage {
+            input_tokens: f.prompt_tokens,
+            output_tokens: Encoding::for_model(&m.upstream).count(f.output_text),
+            estimated: true,
+            ..Usage::default()
+        },
+        (None, None) => Usage::default(),
+    }
+}
+
+impl Billing {
+    /// Prices, settles and records a finished request; returns its usage and cost.
+    pub async fn finish(
+        &self,
+        f: Finished<'_>,
+        hold: Option<Hold>,
+        metrics: &Metrics,
+    ) -> (Usage, u64) {
+        let usage = billable_usage(&f);
+        let cost = f
+            .served
+            .map(|m| crate::pricing::cost_nanos(&m.price, &usage))
+            .unwrap_or(0);
+        let day = hold
+            .as_ref()
+            .and_then(|h| h.day().map(str::to_string))
+            .unwrap_or_else(|| f.budget.day_at(self.clock.now()));
+        if let Some(ledger) = &self.ledger {
+            ledger.record(LedgerRecord {
+                id: f.request_id.to_string(),
+                at_ms: f.started_ms,
+                day: day.clone(),
+                budget: f.budget.name.clone(),
+                key_id: f.key_id.map(str::to_string),
+                requested_model: f.requested_model.to_string(),
+                tier: f.tier.map(str::to_string),
+                route_reason: f.route_reason.to_string(),
+                served_model: f.served.map(|m| m.name.clone()),
+                provider: f.provider.map(str::to_string),
+                attempts: f.attempts.clone(),
+                attempt_count: f.attempt_count,
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                cached_input_tokens: usage.cached_input_tokens,
+                cache_write_tokens: usage.cache_write_tokens,
+                estimated: usage.estimated,
+                cost_nanos: cost,
+                price_version: f.price_version.to_string(),
+                latency_ms: f.latency_ms,
+                ttft_ms: f.ttft_ms,
+                status: f.status,
+                error_code: f.error_code.clone(),
+                streamed: f.streamed,
+            });
+        }
+        if let Some(m) = f.served {
+            metrics.add_cost(&f.budget.name, &m.name, cost);
+        }
+        if let Some(hold) = hold {
+            for (budget, r) in hold.entries {
+                let day = r.day().to_string();
+                match self.store.settle(r, cost).await {
+                    Ok(s) => {
+                        for t in budget.crossed(s.spent_before, s.spent_after) {
+                            self.alert(&budget, &day, t, s.spent_after, metrics).await;
+                        }
+                        metrics
+                            .budget_spent_ratio
+                            .with_label_values(&[&budget.name])
+                            .set(budget.percent(s.spent_after) as f64 / 100.0);
+                    }
+                    Err(e) => tracing::error!(budget = %budget.name, error = %e,
+                        "Could not settle a budget reservation; it is kept for reconciliation."),
+                }
+            }
+        }
+        (usage, cost)
+    }
+
+    /// Claims and queues the alert for `threshold`; logs it when this replica owns it.
+    async fn alert(&self, b: &Arc<Budget>, day: &str, threshold: u32, spent: u64, metrics: &Metrics) {
+        let Some(ledger) = self.ledger.clone() else {
+            tracing::warn!(budget = %b.name, %day, threshold, "Budget alert (no ledger to queue it).");
+            return;
+        };
+        let (budget, d) = (b.name.clone(), day.to_string());
+        let l = ledger.clone();
+        let top = tokio::task::spawn_blocking(move || {
+            l.spend_grouped(&d, &d, Some(&budget), GroupBy::Model)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+        let facts = AlertFacts {
+            budget: b.name.clone(),
+            day: day.to_string(),
+            timezone: b.timezone_name.clone(),
+            threshold,
+            spent,
+            limit: b.limit_nanos(),
+            top_models: top.into_iter().take(3).map(|(m, c, _)| (m, c)).collect(),
+            dashboard_url: self.dashboard_url.clone(),
+            at: self.clock.now(),
+        };
+        let claim = AlertClaim {
+            budget: b.name.clone(),
+            day: day.to_string(),
+            threshold,
+            idempotency_key: idempotency_key(&b.name, day, threshold),
+            payload_json: facts.payload().to_string(),
+            claimed_at_ms: self.clock.now_ms(),
+            channels: b.webhooks.clone(),
+        };
+        let won = match &self.replica {
+            // Embedded: the unique alert row is the claim.
+            None => {
+                let l = ledger.clone();
+                let c = claim.clone();
+                tokio::task::spawn_blocking(move || l.claim_alert(&c)).await
+            }
+            // Cluster: queue durably first, then claim in the shared store; the deliverer
+            // re-asserts the claim (same token) before sending, so a crash in between only
+            // delays the alert.
+            Some(replica) => {
+                let l = ledger.clone();
+                let c = claim.clone();
+                let _ = tokio::task::spawn_blocking(move || l.enqueue_alert(&c)).await;
+                let token = format!("{replica}:{}", claim.idempotency_key);
+                Ok(self
+                    .store
+                    .claim_alert(&b.name, day, threshold, &token)
+                    .await
+                    .map_err(|e| crate::ledger::LedgerError::Other(e.to_string())))
+            }
+        };
+        match won {
+            Ok(Ok(true)) => {
+                metrics
+                    .alerts
+                    .with_label_values(&[&b.name, &threshold.to_string()])
+                    .inc();
+                tracing::warn!(budget = %b.name, %day, threshold, alert = %facts.text(),
+                    "Budget alert.");
+                self.alert_wake.notify_one();
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::error!(budget = %b.name, threshold, error = %e,
+                "Could not claim a budget alert; the deliverer will retry the claim."),
+            Err(e) => tracing::error!(error = %e, "Alert claim task failed."),
+        }
+    }
+}
