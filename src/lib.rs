@@ -10,12 +10,14 @@
 //! - [`proxy`]: the Pingora service that owns each upstream exchange.
 //! - [`server`]: assembling and running the Pingora server.
 //! - [`sim`]: simulated providers speaking each provider's wire format, for demo and tests.
+//! - [`ledger`]: the durable request ledger (SQLite, group commit) and the alert outbox.
 //! - [`error`]: `GatewayError`, the single mapping from failure to client response.
 
 pub mod admin;
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod ledger;
 pub mod money;
 pub mod pricing;
 pub mod providers;
