@@ -34,13 +34,13 @@ mod tests;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
@@ -107,7 +107,9 @@ struct Inner {
     tx: Sender<Msg>,
     writer: Mutex<Option<JoinHandle<Result<(), LedgerError>>>>,
     counters: Arc<Counters>,
-    closed: AtomicBool,
+    /// Set by close; held for reading while a record is sent, so no record can follow
+    /// the writer's `Close` message into the channel.
+    closed: RwLock<bool>,
     reads: ReadPool,
     alerts: Mutex<Connection>,
 }
@@ -138,7 +140,7 @@ impl Ledger {
                 tx,
                 writer: Mutex::new(Some(handle)),
                 counters,
-                closed: AtomicBool::new(false),
+                closed: RwLock::new(false),
                 reads,
                 alerts: Mutex::new(alerts),
             }),
@@ -155,7 +157,8 @@ impl Ledger {
     /// cannot be written: it is counted in [`LedgerStats::lost`] and logged.
     pub fn record(&self, rec: LedgerRecord) {
         let c = &self.inner.counters;
-        if self.inner.closed.load(Ordering::Acquire) {
+        let closed = self.inner.closed.read();
+        if *closed {
             c.lost.fetch_add(1, Ordering::Relaxed);
             tracing::error!(request_id = %rec.id, "Ledger closed; record not written.");
             return;
@@ -207,11 +210,16 @@ impl Ledger {
 
 impl Inner {
     fn close(&self) -> Result<(), LedgerError> {
-        self.closed.store(true, Ordering::Release);
-        let Some(handle) = self.writer.lock().take() else {
+        // Held until the writer has stopped, so a concurrent close returns only after it.
+        let mut writer = self.writer.lock();
+        let Some(handle) = writer.take() else {
             return Ok(());
         };
-        let _ = self.tx.send(Msg::Close);
+        {
+            let mut closed = self.closed.write();
+            *closed = true;
+            let _ = self.tx.send(Msg::Close);
+        }
         let outcome = handle
             .join()
             .map_err(|_| LedgerError::Task("the ledger writer thread panicked".into()))?;

@@ -197,6 +197,42 @@ fn close_that_cannot_commit_reports_the_error_and_counts_the_records_lost() {
     );
 }
 
+#[test]
+fn close_racing_with_recording_accounts_for_every_record() {
+    const THREADS: usize = 4;
+    const PER_THREAD: usize = 5_000;
+    let dir = TempDir::new("closerace");
+    let ledger = open(&dir, 5, 64);
+    let start = std::sync::Arc::new(std::sync::Barrier::new(THREADS + 1));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (ledger, start) = (ledger.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                for i in 0..PER_THREAD {
+                    ledger.record(record(&format!("t{t}-{i}"), "b", DAY, 1));
+                }
+            })
+        })
+        .collect();
+    start.wait();
+    while ledger.stats().committed_records == 0 {
+        std::thread::yield_now();
+    }
+    ledger.close().unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = ledger.stats();
+    assert_eq!(stats.queued, 0, "{stats:?}");
+    assert_eq!(
+        stats.committed_records + stats.lost,
+        (THREADS * PER_THREAD) as u64,
+        "{stats:?}"
+    );
+    assert_eq!(ledger.sum_cost("b", DAY).unwrap(), stats.committed_records);
+}
+
 #[tokio::test]
 async fn flush_after_close_reports_closed() {
     let dir = TempDir::new("flushclosed");
