@@ -102,6 +102,21 @@ pub struct Ledger {
     inner: Arc<Inner>,
 }
 
+// The handle is shared across tasks and threads.
+const _: fn() = || {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Ledger>();
+};
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.inner.path)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
 struct Inner {
     path: PathBuf,
     tx: Sender<Msg>,

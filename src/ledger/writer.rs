@@ -140,12 +140,12 @@ impl Writer {
         drop(rx);
         let outcome = self.commit_on_close();
         for reply in waiters {
-            let _ = reply.send(
-                outcome
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|e| LedgerError::Commit(e.to_string())),
-            );
+            let copy = match &outcome {
+                Ok(()) => Ok(()),
+                Err(LedgerError::Commit(m)) => Err(LedgerError::Commit(m.clone())),
+                Err(e) => Err(LedgerError::Commit(e.to_string())),
+            };
+            let _ = reply.send(copy);
         }
         outcome
     }

@@ -11,7 +11,7 @@ fn options_outside_their_limits_are_refused() {
             flush_interval: Duration::from_millis(flush_ms),
             max_batch,
         };
-        let err = Ledger::open(&dir.db(), opts).err().expect("refused");
+        let err = Ledger::open(&dir.db(), opts).expect_err("refused");
         assert!(matches!(err, LedgerError::Options(_)), "{err}");
     }
     assert!(!dir.db().exists(), "nothing is created for refused options");
