@@ -1,12 +1,14 @@
 //! The durable request ledger and the alert outbox, in one SQLite file (WAL mode).
 //!
-//! Every request is recorded with [`Ledger::record`], which only hands the record to a
-//! channel: one writer thread commits records in batches (group commit), so
-//! the request path never waits on the disk (`writer.rs`). [`Ledger::flush`] waits until everything
-//! recorded before it is committed; [`Ledger::close`] (or dropping the last handle) commits
-//! the rest and stops the writer, for graceful shutdown. After a crash at most the last
-//! `flush_interval` of records is missing, and the budget counters can be rebuilt with
-//! [`Ledger::spent_by_budget_day`].
+//! Every request is recorded with [`Ledger::record`], which only hands the record to an
+//! unbounded channel and never blocks: one writer thread (`writer.rs`) commits records in
+//! batches, one transaction per batch (group commit). The channel is unbounded because a
+//! bounded one must either block the request path or drop money records when the disk
+//! stalls; instead its length is in [`LedgerStats::queued`] and logged when it grows past
+//! 100 000. [`Ledger::flush`] waits until everything recorded before it is committed;
+//! [`Ledger::close`] (or dropping the last handle) commits the rest and stops the writer,
+//! for graceful shutdown. After a crash at most the last `flush_interval` of records is
+//! missing, and the budget counters can be rebuilt with [`Ledger::spent_by_budget_day`].
 //!
 //! Reads (dashboard pages, CSV export, spend per day/model/provider/tier/budget) go through
 //! a small pool of read-only connections and are blocking: call them from async code inside
@@ -54,7 +56,7 @@ pub use writer::LedgerStats;
 use query::ReadPool;
 use writer::{Counters, Msg};
 
-/// The file name used inside a data directory.
+/// The ledger's file name in a data directory: `Ledger::open(&dir.join(FILE_NAME), ..)`.
 pub const FILE_NAME: &str = "ledger.sqlite3";
 
 /// Queue length at which `record` warns that the writer is falling behind.

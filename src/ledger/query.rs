@@ -171,10 +171,12 @@ impl Ledger {
             );
         }
         let limit = filter.limit.clamp(1, MAX_PAGE);
-        sql.push_str(&format!(
-            " ORDER BY at_ms DESC, seq DESC LIMIT {limit} OFFSET {}",
-            filter.offset
-        ));
+        arg(
+            " ORDER BY at_ms DESC, seq DESC LIMIT ?",
+            limit.into(),
+            &mut sql,
+        );
+        arg(" OFFSET ?", filter.offset.into(), &mut sql);
         self.inner.reads.with(|conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(args), LedgerRecord::from_row)?;

@@ -82,6 +82,15 @@ async fn recent_pages_by_before_id_and_by_offset() {
     assert_eq!(ids(&page(Some("r"), 0)), Vec::<&str>::new());
     assert_eq!(ids(&page(None, 2)), ["s1", "r"]);
     assert!(page(Some("unknown"), 0).is_empty());
+    let zero = RecentFilter {
+        limit: 0,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&ledger.recent(&zero).unwrap()),
+        ["t"],
+        "limit 0 is raised to 1"
+    );
 }
 
 #[tokio::test]
