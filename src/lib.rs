@@ -11,8 +11,12 @@
 //! - [`proxy`]: the Pingora service that owns each upstream exchange.
 //! - [`server`]: assembling and running the Pingora server.
 //! - [`sim`]: simulated providers speaking each provider's wire format, for demo and tests.
+//! - [`ledger`]: the durable request ledger (SQLite, group commit) and the alert outbox.
 //! - [`error`]: `GatewayError`, the single mapping from failure to client response.
 //! - [`metrics`]: Prometheus metrics for the admin listener.
+//! - [`billing`]: reserving, pricing, settling and recording each request.
+//! - [`alerts`]: budget alert payloads and the outbox deliverer.
+//! - [`clock`]: wall-clock time for budget days (adjustable in tests).
 
 pub mod admin;
 pub mod alerts;
@@ -22,6 +26,7 @@ pub mod budget;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod ledger;
 pub mod metrics;
 pub mod money;
 pub mod pricing;
