@@ -94,7 +94,7 @@ impl AdminApp {
                 "last_error": st.last_error,
                 "last_error_at": unix(st.last_error_at),
             },
-            "state_backend": "embedded",
+            "state_backend": self.state_backend(),
             "breakers": self.state.breakers.snapshot().iter().map(|b| json!({
                 "provider": b.key.provider,
                 "model": b.key.model,
@@ -125,6 +125,18 @@ impl AdminApp {
                 .with_label_values(&[&b.key.provider, &b.key.model])
                 .set(v);
         }
+        let billing = &self.state.billing;
+        m.state_backend_up
+            .set(i64::from(billing.store.health().connected));
+        if let Some(l) = &billing.ledger {
+            m.ledger_lag.set(l.stats().queued as i64);
+        }
+        for b in cfg.budgets.iter() {
+            let pct = billing.percent_spent(b);
+            m.budget_spent_ratio
+                .with_label_values(&[&b.name])
+                .set(f64::from(pct) / 100.0);
+        }
         let body = m.render().into_bytes();
         Response::builder()
             .status(200)
@@ -133,6 +145,31 @@ impl AdminApp {
             .header("cache-control", "no-store")
             .body(body)
             .unwrap_or_default()
+    }
+
+    /// The budget store and the ledger, as the status endpoint shows them.
+    fn state_backend(&self) -> Value {
+        let billing = &self.state.billing;
+        let h = billing.store.health();
+        let ledger = billing.ledger.as_ref().map(|l| {
+            let s = l.stats();
+            json!({
+                "path": l.path().display().to_string(),
+                "committed_records": s.committed_records,
+                "queued": s.queued,
+                "commits": s.commits,
+                "failed_commits": s.failed_commits,
+                "lost": s.lost,
+            })
+        });
+        json!({
+            "backend": billing.store.backend(),
+            "connected": h.connected,
+            "degraded_since": unix(h.degraded_since),
+            "pending_reconcile": h.pending_reconcile,
+            "errors_total": h.errors_total,
+            "ledger": ledger,
+        })
     }
 
     fn reload(&self) -> Response<Vec<u8>> {

@@ -162,12 +162,15 @@ impl Billing {
             claimed_at_ms: self.clock.now_ms(),
             channels: b.webhooks.clone(),
         };
-        let won = match &self.replica {
+        let won: Result<bool, String> = match &self.replica {
             // Embedded: the unique alert row is the claim.
             None => {
                 let l = ledger.clone();
                 let c = claim.clone();
-                tokio::task::spawn_blocking(move || l.claim_alert(&c)).await
+                match tokio::task::spawn_blocking(move || l.claim_alert(&c)).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
             }
             // Cluster: queue durably first, then claim in the shared store; the deliverer
             // re-asserts the claim (same token) before sending, so a crash in between only
@@ -175,17 +178,21 @@ impl Billing {
             Some(replica) => {
                 let l = ledger.clone();
                 let c = claim.clone();
-                let _ = tokio::task::spawn_blocking(move || l.enqueue_alert(&c)).await;
-                let token = format!("{replica}:{}", claim.idempotency_key);
-                Ok(self
-                    .store
-                    .claim_alert(&b.name, day, threshold, &token)
-                    .await
-                    .map_err(|e| crate::ledger::LedgerError::Other(e.to_string())))
+                match tokio::task::spawn_blocking(move || l.enqueue_alert(&c)).await {
+                    Ok(Ok(_)) => {
+                        let token = format!("{replica}:{}", claim.idempotency_key);
+                        self.store
+                            .claim_alert(&b.name, day, threshold, &token)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
             }
         };
         match won {
-            Ok(Ok(true)) => {
+            Ok(true) => {
                 metrics
                     .alerts
                     .with_label_values(&[&b.name, &threshold.to_string()])
@@ -194,10 +201,9 @@ impl Billing {
                     "Budget alert.");
                 self.alert_wake.notify_one();
             }
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::error!(budget = %b.name, threshold, error = %e,
+            Ok(false) => {}
+            Err(e) => tracing::error!(budget = %b.name, threshold, error = %e,
                 "Could not claim a budget alert; the deliverer will retry the claim."),
-            Err(e) => tracing::error!(error = %e, "Alert claim task failed."),
         }
     }
 }

@@ -13,8 +13,7 @@ use crate::clock::Clock;
 use crate::config::{Backend, Config, RedisFailure};
 use crate::ledger::{Ledger, LedgerOptions};
 
-/// File name of the ledger in the data directory.
-pub const LEDGER_FILE: &str = "ledger.sqlite3";
+pub use crate::ledger::FILE_NAME as LEDGER_FILE;
 /// File holding this replica's id (cluster mode), so alert claims survive restarts.
 const REPLICA_FILE: &str = "replica-id";
 
