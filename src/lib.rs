@@ -5,6 +5,7 @@
 //! accounts for its cost. Modules, one concern each:
 //!
 //! - [`api`]: the OpenAI client surface (request, response and chunk types).
+//! - [`accounting`]: budget counters (reserve, settle, alert claims), in process or in Redis.
 //! - [`providers`]: pure translators per provider, SSE parsing, credentials.
 //! - [`config`]: `routes.toml` schema, validation with line numbers.
 //! - [`proxy`]: the Pingora service that owns each upstream exchange.
@@ -12,6 +13,7 @@
 //! - [`sim`]: simulated providers speaking each provider's wire format, for demo and tests.
 //! - [`error`]: `GatewayError`, the single mapping from failure to client response.
 
+pub mod accounting;
 pub mod admin;
 pub mod api;
 pub mod config;
