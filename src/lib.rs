@@ -5,6 +5,7 @@
 //! accounts for its cost. Modules, one concern each:
 //!
 //! - [`api`]: the OpenAI client surface (request, response and chunk types).
+//! - [`accounting`]: budget counters (reserve, settle, alert claims), in process or in Redis.
 //! - [`providers`]: pure translators per provider, SSE parsing, credentials.
 //! - [`config`]: `routes.toml` schema, validation with line numbers.
 //! - [`budget`]: budget files, virtual keys, and who a request bills to.
@@ -18,6 +19,7 @@
 //! - [`alerts`]: budget alert payloads and the outbox deliverer.
 //! - [`clock`]: wall-clock time for budget days (adjustable in tests).
 
+pub mod accounting;
 pub mod admin;
 pub mod alerts;
 pub mod api;
