@@ -45,18 +45,25 @@ fn tiered(routes: String) -> String {
          \n[[routing.tiers]]\nname = \"complex\"\npremium = true\nchain = [\"gpt-4-turbo\"]\n"
 }
 
+/// The ledger row of request `id`. A request is recorded just after its response ends,
+/// so the row may take a moment to appear.
 async fn ledger_row(g: &DirGateway, id: &str) -> LedgerRecord {
     let ledger = g.state.billing.ledger.clone().expect("ledger open");
-    ledger.flush().await.expect("flush");
-    let rows = ledger
-        .recent(&RecentFilter {
-            limit: 500,
-            ..RecentFilter::default()
-        })
-        .expect("read ledger");
-    rows.into_iter()
-        .find(|r| r.id == id)
-        .unwrap_or_else(|| panic!("no ledger row {id}"))
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        ledger.flush().await.expect("flush");
+        let rows = ledger
+            .recent(&RecentFilter {
+                limit: 500,
+                ..RecentFilter::default()
+            })
+            .expect("read ledger");
+        if let Some(r) = rows.into_iter().find(|r| r.id == id) {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no ledger row {id}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn request_id(r: &reqwest::Response) -> String {
@@ -70,10 +77,18 @@ fn mini_cost(prompt: u64, completion: u64) -> u64 {
 
 #[tokio::test]
 async fn plain_and_streamed_requests_are_priced_from_reported_usage_and_recorded() {
-    let g = DirGateway::start_billed("acct-priced", closed, &[("team", &budget("10", ""))], system())
-        .await;
+    let g = DirGateway::start_billed(
+        "acct-priced",
+        closed,
+        &[("team", &budget("10", ""))],
+        system(),
+    )
+    .await;
     let r = g
-        .chat(Some(KEY), json!({"model": "gpt-4o-mini", "messages": user("price me")}))
+        .chat(
+            Some(KEY),
+            json!({"model": "gpt-4o-mini", "messages": user("price me")}),
+        )
         .await;
     assert_eq!(r.status(), 200);
     let id = request_id(&r);
@@ -102,11 +117,16 @@ async fn plain_and_streamed_requests_are_priced_from_reported_usage_and_recorded
         .await;
     let id = request_id(&r);
     let chunks = sse_json(&r.text().await.unwrap());
-    assert!(chunks.iter().all(|c| c.get("usage").is_none_or(Value::is_null)));
+    assert!(chunks
+        .iter()
+        .all(|c| c.get("usage").is_none_or(Value::is_null)));
     let row = ledger_row(&g, &id).await;
     assert!(row.streamed && !row.estimated);
     assert!(row.output_tokens > 0);
-    assert_eq!(row.cost_nanos, mini_cost(row.input_tokens, row.output_tokens));
+    assert_eq!(
+        row.cost_nanos,
+        mini_cost(row.input_tokens, row.output_tokens)
+    );
 
     // The budget's spent figure is the ledger's sum, to the nano-dollar.
     let day = row.day.clone();
@@ -130,11 +150,17 @@ async fn a_stream_cut_midway_is_billed_on_counted_tokens_and_marked_estimated() 
         .await;
     let id = request_id(&r);
     let text = r.text().await.unwrap();
-    assert!(text.contains("error"), "the client sees the stream fail: {text}");
+    assert!(
+        text.contains("error"),
+        "the client sees the stream fail: {text}"
+    );
     let row = ledger_row(&g, &id).await;
     assert!(row.estimated, "{row:?}");
     assert!(row.input_tokens > 0 && row.output_tokens > 0, "{row:?}");
-    assert_eq!(row.cost_nanos, mini_cost(row.input_tokens, row.output_tokens));
+    assert_eq!(
+        row.cost_nanos,
+        mini_cost(row.input_tokens, row.output_tokens)
+    );
     g.stop().await;
 }
 
@@ -148,7 +174,8 @@ async fn block_policy_refuses_with_budget_exceeded_and_never_overspends() {
         system(),
     )
     .await;
-    let body = json!({"model": "gpt-4o-mini", "max_tokens": 40, "messages": user("[[sim: words=20]] hi")});
+    let body =
+        json!({"model": "gpt-4o-mini", "max_tokens": 40, "messages": user("[[sim: words=20]] hi")});
     let mut refused = None;
     for _ in 0..50 {
         let r = g.chat(Some(KEY), body.clone()).await;
@@ -169,7 +196,10 @@ async fn block_policy_refuses_with_budget_exceeded_and_never_overspends() {
     ledger.flush().await.unwrap();
     let day = tollgate::clock::Clock::now(&SystemClock).to_string()[..10].to_string();
     let spent = ledger.sum_cost("team", &day).unwrap();
-    assert!(spent > 0 && spent <= 100_000, "spent {spent} nano-dollars of 100,000");
+    assert!(
+        spent > 0 && spent <= 100_000,
+        "spent {spent} nano-dollars of 100,000"
+    );
     g.stop().await;
 }
 
@@ -214,7 +244,10 @@ async fn each_threshold_alert_is_delivered_once_after_retries() {
     assert!(one > 0);
     // A fresh budget whose limit is 20 such requests, that never refuses, alerting the hook.
     let limit = tollgate::money::Decimal9(20 * one).to_string();
-    let extra = format!("policy = \"allow\"\n[alerts]\nwebhooks = [\"{}\"]", hook.url());
+    let extra = format!(
+        "policy = \"allow\"\n[alerts]\nwebhooks = [\"{}\"]",
+        hook.url()
+    );
     std::fs::remove_file(g.dir.join("budgets/team.toml")).unwrap();
     std::fs::write(g.dir.join("budgets/ops.toml"), budget(&limit, &extra)).unwrap();
     let v = g.state.config.load().version.clone();
@@ -237,14 +270,18 @@ async fn each_threshold_alert_is_delivered_once_after_retries() {
     for b in &got {
         assert_eq!(b["budget"], "ops");
         assert!(b["text"].as_str().unwrap().contains("budget `ops`"));
-        assert!(b["idempotency_key"].as_str().unwrap().starts_with("tollgate-alert:ops:"));
+        assert!(b["idempotency_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("tollgate-alert:ops:"));
         assert_eq!(b["top_models"][0]["model"], "gpt-4o-mini");
     }
     // The two refused deliveries were retried; every attempt carried the idempotency key.
     let all = hook.deliveries();
     assert_eq!(all.len(), 6);
-    assert!(all.iter().all(|d| d.idempotency_header.as_deref()
-        == d.body["idempotency_key"].as_str()));
+    assert!(all
+        .iter()
+        .all(|d| d.idempotency_header.as_deref() == d.body["idempotency_key"].as_str()));
     let alerts = g
         .state
         .billing
@@ -269,7 +306,8 @@ async fn a_new_day_in_the_budget_time_zone_starts_from_zero() {
         clock.clone(),
     )
     .await;
-    let body = json!({"model": "gpt-4o-mini", "max_tokens": 40, "messages": user("[[sim: words=20]] hi")});
+    let body =
+        json!({"model": "gpt-4o-mini", "max_tokens": 40, "messages": user("[[sim: words=20]] hi")});
     let mut status = 200;
     for _ in 0..50 {
         let r = g.chat(Some(KEY), body.clone()).await;
@@ -288,14 +326,20 @@ async fn a_new_day_in_the_budget_time_zone_starts_from_zero() {
     assert_eq!(row.day, "2026-11-22");
     let ledger = g.state.billing.ledger.clone().unwrap();
     assert!(ledger.sum_cost("team", "2026-11-21").unwrap() > 0);
-    assert_eq!(ledger.sum_cost("team", "2026-11-22").unwrap(), row.cost_nanos);
+    assert_eq!(
+        ledger.sum_cost("team", "2026-11-22").unwrap(),
+        row.cost_nanos
+    );
     g.stop().await;
 }
 
 #[tokio::test]
 async fn a_restart_rebuilds_spending_from_the_ledger_and_delivers_queued_alerts() {
     let hook = Webhook::start(usize::MAX).await;
-    let extra = format!("policy = \"allow\"\n[alerts]\nwebhooks = [\"{}\"]", hook.url());
+    let extra = format!(
+        "policy = \"allow\"\n[alerts]\nwebhooks = [\"{}\"]",
+        hook.url()
+    );
     let g = DirGateway::start_billed(
         "acct-restart",
         closed,
@@ -304,7 +348,10 @@ async fn a_restart_rebuilds_spending_from_the_ledger_and_delivers_queued_alerts(
     )
     .await;
     let r = g
-        .chat(Some(KEY), json!({"model": "gpt-4o-mini", "messages": user("over the limit")}))
+        .chat(
+            Some(KEY),
+            json!({"model": "gpt-4o-mini", "messages": user("over the limit")}),
+        )
         .await;
     assert_eq!(r.status(), 200);
     let row = ledger_row(&g, &request_id(&r)).await;
@@ -316,11 +363,20 @@ async fn a_restart_rebuilds_spending_from_the_ledger_and_delivers_queued_alerts(
     }
     assert!(hook.accepted().is_empty());
     let g = g.restart(closed, system()).await;
-    let snap = g.state.billing.store.snapshot("team", &row.day).await.unwrap();
+    let snap = g
+        .state
+        .billing
+        .store
+        .snapshot("team", &row.day)
+        .await
+        .unwrap();
     assert_eq!(snap.spent, row.cost_nanos, "spent rebuilt from the ledger");
     hook.accept_all();
     let got = hook.wait_accepted(4, Duration::from_secs(60)).await;
-    let mut t: Vec<u64> = got.iter().map(|b| b["threshold_percent"].as_u64().unwrap()).collect();
+    let mut t: Vec<u64> = got
+        .iter()
+        .map(|b| b["threshold_percent"].as_u64().unwrap())
+        .collect();
     t.sort();
     assert_eq!(t, vec![50, 75, 90, 100]);
     g.stop().await;

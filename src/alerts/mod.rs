@@ -115,7 +115,10 @@ mod tests {
             threshold,
             spent: 7_512_345_678,
             limit: 10_000_000_000,
-            top_models: vec![("gpt-4o".into(), 5_000_000_000), ("claude-sonnet".into(), 2_512_345_678)],
+            top_models: vec![
+                ("gpt-4o".into(), 5_000_000_000),
+                ("claude-sonnet".into(), 2_512_345_678),
+            ],
             dashboard_url: Some("http://tollgate.internal:9090/".into()),
             at: "2026-11-21T10:00:00Z".parse().unwrap(),
         }
@@ -124,7 +127,10 @@ mod tests {
     #[test]
     fn payload_names_budget_day_threshold_money_models_and_link() {
         let p = facts(75).payload();
-        assert_eq!(p["idempotency_key"], "tollgate-alert:payments:2026-11-21:75");
+        assert_eq!(
+            p["idempotency_key"],
+            "tollgate-alert:payments:2026-11-21:75"
+        );
         assert_eq!(p["threshold_percent"], 75);
         assert_eq!(p["spent"], "7.512345678");
         assert_eq!(p["limit_nanodollars"], 10_000_000_000u64);
@@ -140,6 +146,8 @@ mod tests {
 
     #[test]
     fn the_hundred_percent_alert_says_the_limit_is_spent() {
-        assert!(facts(100).text().contains("has spent its whole daily limit"));
+        assert!(facts(100)
+            .text()
+            .contains("has spent its whole daily limit"));
     }
 }

@@ -75,6 +75,30 @@ impl Billing {
             .as_ref()
             .and_then(|h| h.day().map(str::to_string))
             .unwrap_or_else(|| f.budget.day_at(self.clock.now()));
+        if let Some(m) = f.served {
+            metrics.add_cost(&f.budget.name, &m.name, cost);
+        }
+        // Settle first, then record: once a request's ledger row is visible, the budget's
+        // spent figure includes it. Alerts come last so their top models include it too.
+        let mut crossed = Vec::new();
+        if let Some(hold) = hold {
+            for (budget, r) in hold.entries {
+                let day = r.day().to_string();
+                match self.store.settle(r, cost).await {
+                    Ok(s) => {
+                        for t in budget.crossed(s.spent_before, s.spent_after) {
+                            crossed.push((budget.clone(), day.clone(), t, s.spent_after));
+                        }
+                        metrics
+                            .budget_spent_ratio
+                            .with_label_values(&[&budget.name])
+                            .set(budget.percent(s.spent_after) as f64 / 100.0);
+                    }
+                    Err(e) => tracing::error!(budget = %budget.name, error = %e,
+                        "Could not settle a budget reservation; it is kept for reconciliation."),
+                }
+            }
+        }
         if let Some(ledger) = &self.ledger {
             ledger.record(LedgerRecord {
                 id: f.request_id.to_string(),
@@ -103,36 +127,27 @@ impl Billing {
                 streamed: f.streamed,
             });
         }
-        if let Some(m) = f.served {
-            metrics.add_cost(&f.budget.name, &m.name, cost);
-        }
-        if let Some(hold) = hold {
-            for (budget, r) in hold.entries {
-                let day = r.day().to_string();
-                match self.store.settle(r, cost).await {
-                    Ok(s) => {
-                        for t in budget.crossed(s.spent_before, s.spent_after) {
-                            self.alert(&budget, &day, t, s.spent_after, metrics).await;
-                        }
-                        metrics
-                            .budget_spent_ratio
-                            .with_label_values(&[&budget.name])
-                            .set(budget.percent(s.spent_after) as f64 / 100.0);
-                    }
-                    Err(e) => tracing::error!(budget = %budget.name, error = %e,
-                        "Could not settle a budget reservation; it is kept for reconciliation."),
-                }
-            }
+        for (budget, day, t, spent) in crossed {
+            self.alert(&budget, &day, t, spent, metrics).await;
         }
         (usage, cost)
     }
 
     /// Claims and queues the alert for `threshold`; logs it when this replica owns it.
-    async fn alert(&self, b: &Arc<Budget>, day: &str, threshold: u32, spent: u64, metrics: &Metrics) {
+    async fn alert(
+        &self,
+        b: &Arc<Budget>,
+        day: &str,
+        threshold: u32,
+        spent: u64,
+        metrics: &Metrics,
+    ) {
         let Some(ledger) = self.ledger.clone() else {
             tracing::warn!(budget = %b.name, %day, threshold, "Budget alert (no ledger to queue it).");
             return;
         };
+        // Alerts are rare: commit what is queued so the top models include this request.
+        let _ = ledger.flush().await;
         let (budget, d) = (b.name.clone(), day.to_string());
         let l = ledger.clone();
         let top = tokio::task::spawn_blocking(move || {

@@ -150,13 +150,17 @@ impl Billing {
         let days: Vec<(Arc<Budget>, String)> =
             budgets.iter().map(|b| (b.clone(), b.day_at(now))).collect();
         let earliest = days.iter().map(|(_, d)| d.clone()).min();
-        let rows = tokio::task::spawn_blocking(move || ledger.spent_by_budget_day(earliest.as_deref()))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let rows =
+            tokio::task::spawn_blocking(move || ledger.spent_by_budget_day(earliest.as_deref()))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
         for (b, day) in &days {
             let spent: u64 = if b.global {
-                rows.iter().filter(|(_, d, _)| d == day).map(|(_, _, c)| *c).sum()
+                rows.iter()
+                    .filter(|(_, d, _)| d == day)
+                    .map(|(_, _, c)| *c)
+                    .sum()
             } else {
                 rows.iter()
                     .filter(|(n, d, _)| n == &b.name && d == day)

@@ -23,7 +23,10 @@ impl Billing {
     pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Billing, String> {
         let st = &config.state;
         std::fs::create_dir_all(&st.data_dir).map_err(|e| {
-            format!("cannot create the data directory {}: {e}", st.data_dir.display())
+            format!(
+                "cannot create the data directory {}: {e}",
+                st.data_dir.display()
+            )
         })?;
         let ledger = Ledger::open(
             &st.data_dir.join(LEDGER_FILE),
@@ -36,6 +39,7 @@ impl Billing {
         let (store, replica): (Arc<dyn BudgetStore>, _) = match st.backend {
             Backend::Embedded => (Arc::new(LocalStore::new()), None),
             Backend::Redis => {
+                let replica = replica_id(&st.data_dir)?;
                 let store = RedisStore::connect(RedisOptions {
                     url: st.redis_url.clone(),
                     key_prefix: st.redis_key_prefix.clone(),
@@ -44,10 +48,12 @@ impl Billing {
                         RedisFailure::FailOpen => FailurePolicy::FailOpen,
                         RedisFailure::FailClosed => FailurePolicy::FailClosed,
                     },
+                    replica: replica.clone(),
+                    ..RedisOptions::new(st.redis_url.clone())
                 })
                 .await
                 .map_err(|e| format!("cannot use Redis at {}: {e}", redact(&st.redis_url)))?;
-                (Arc::new(store), Some(replica_id(&st.data_dir)?))
+                (Arc::new(store), Some(replica))
             }
         };
         let billing = Billing {
@@ -58,10 +64,10 @@ impl Billing {
             alert_wake: Arc::new(Notify::new()),
             dashboard_url: config.alerts.dashboard_url.clone(),
         };
-        if st.backend == Backend::Embedded {
-            let budgets: Vec<_> = config.budgets.iter().cloned().collect();
-            billing.rebuild_from_ledger(&budgets).await?;
-        }
+        // Embedded: today's counters are the ledger's sums. Redis: this replica's share of
+        // each budget is raised to its ledger's figure (restoring it if Redis lost it).
+        let budgets: Vec<_> = config.budgets.iter().cloned().collect();
+        billing.rebuild_from_ledger(&budgets).await?;
         Ok(billing)
     }
 }

@@ -13,10 +13,10 @@ use super::GatewayState;
 use crate::api::ChatRequest;
 use crate::billing::{Hold, Refusal};
 use crate::budget::{Caller, Policy};
-use crate::routing::classifier::Classification;
 use crate::config::{Config, ModelConfig};
 use crate::error::GatewayError;
 use crate::money::Decimal9;
+use crate::routing::classifier::Classification;
 use crate::routing::plan::{self, Plan, PlanInput};
 
 /// Callers pick a tier (when `routing.allow_tier_header` is on).
@@ -200,7 +200,10 @@ fn plan_request(
         }
     }
     // The lower of the global and the budget's ceiling applies.
-    let mut max_cost = match (config.routing.max_request_cost, caller.budget.max_request_cost) {
+    let mut max_cost = match (
+        config.routing.max_request_cost,
+        caller.budget.max_request_cost,
+    ) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };

@@ -201,7 +201,11 @@ impl Gateway {
             output_text: &ctx.output_text,
             latency_ms: elapsed.as_millis() as u64,
             ttft_ms: ctx.time_to_first_token.map(|d| d.as_millis() as u64),
-            status: if ctx.client_gone && ctx.status == 0 { 499 } else { ctx.status },
+            status: if ctx.client_gone && ctx.status == 0 {
+                499
+            } else {
+                ctx.status
+            },
             error_code: ctx.error.as_ref().and_then(|e| e.code()),
             streamed: ctx.streamed,
             price_version: &config.version,

@@ -66,10 +66,16 @@ impl DirGateway {
 
     /// Stops this gateway and starts a new one on the same directory (same budgets, same
     /// ledger), as a restart of `tollgate serve` would.
-    pub async fn restart(self, edit: impl Fn(String) -> String, clock: Arc<dyn Clock>) -> DirGateway {
+    pub async fn restart(
+        self,
+        edit: impl Fn(String) -> String,
+        clock: Arc<dyn Clock>,
+    ) -> DirGateway {
         let dir = self.dir.clone();
         let gw = self.gw;
-        tokio::task::spawn_blocking(move || gw.stop()).await.unwrap();
+        tokio::task::spawn_blocking(move || gw.stop())
+            .await
+            .unwrap();
         Self::start_in(dir, edit, &[], Some(clock)).await
     }
 
