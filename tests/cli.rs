@@ -91,6 +91,7 @@ async fn demo_serves_reloads_on_sighup_and_stops_on_sigterm() {
         shipped.replace("shutdown_grace_seconds = 30", "shutdown_grace_seconds = 1"),
     )
     .unwrap();
+    copy_budgets(&dir);
     let port = free_port();
     let mut child = Command::new(BIN)
         .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
@@ -144,6 +145,20 @@ async fn demo_serves_reloads_on_sighup_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // A burst just before SIGTERM: the ledger must hold every request after shutdown.
+    for i in 0..5 {
+        let r = client
+            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .bearer_auth("tg-any-key-in-demo")
+            .json(&serde_json::json!({"model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": format!("burst {i}")}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+
     let mut serve = serve;
     signal(&serve.0, "-TERM");
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -158,5 +173,91 @@ async fn demo_serves_reloads_on_sighup_and_stops_on_sigterm() {
     let logs = logs.join().unwrap().join("\n");
     assert!(logs.contains("DEMO MODE"), "{logs}");
     assert!(logs.contains("Configuration reloaded"), "{logs}");
+    let ledger = tollgate::ledger::Ledger::open(
+        &dir.join("data").join(tollgate::ledger::FILE_NAME),
+        tollgate::ledger::LedgerOptions::default(),
+    )
+    .unwrap();
+    let rows = ledger
+        .recent(&tollgate::ledger::RecentFilter::default())
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        6,
+        "every request is in the ledger after SIGTERM"
+    );
+    assert!(rows.iter().all(|r| r.budget == "demo" && r.cost_nanos > 0));
+    drop(ledger);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Copies the shipped budget files next to a test's routes file.
+fn copy_budgets(dir: &std::path::Path) {
+    let to = dir.join("budgets");
+    std::fs::create_dir_all(&to).unwrap();
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("budgets");
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn key_new_prints_a_key_once_and_stores_only_its_hash() {
+    let dir = tmp("key");
+    std::fs::copy(ROUTES, dir.join("routes.toml")).unwrap();
+    copy_budgets(&dir);
+    let out = Command::new(BIN)
+        .args([
+            "key",
+            "new",
+            "--budget",
+            "example-team",
+            "--id",
+            "ci-runner",
+            "--config",
+        ])
+        .arg(dir.join("routes.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("tg-") && key.len() == 43, "{key}");
+    let file = std::fs::read_to_string(dir.join("budgets/example-team.toml")).unwrap();
+    assert!(!file.contains(&key));
+    assert!(file.contains(&tollgate::budget::keys::KeyHash::of(&key).to_hex()));
+    assert!(file.contains("id = \"ci-runner\""));
+    // The edited budgets still validate, and the same id cannot be added twice.
+    let check = Command::new(BIN)
+        .arg("check")
+        .arg(dir.join("routes.toml"))
+        .output()
+        .unwrap();
+    assert!(check.status.success());
+    let again = Command::new(BIN)
+        .args([
+            "key",
+            "new",
+            "--budget",
+            "example-team",
+            "--id",
+            "ci-runner",
+            "--config",
+        ])
+        .arg(dir.join("routes.toml"))
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already has a key"));
+    let unknown = Command::new(BIN)
+        .args(["key", "new", "--budget", "nope", "--config"])
+        .arg(dir.join("routes.toml"))
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
