@@ -381,3 +381,63 @@ async fn a_restart_rebuilds_spending_from_the_ledger_and_delivers_queued_alerts(
     assert_eq!(t, vec![50, 75, 90, 100]);
     g.stop().await;
 }
+
+#[tokio::test]
+async fn the_global_budget_caps_every_caller() {
+    let g = DirGateway::start_billed(
+        "acct-global",
+        closed,
+        &[
+            ("team", &budget("100", "")),
+            ("all", "global = true\ndaily_limit = \"0.00001\"\n"),
+        ],
+        system(),
+    )
+    .await;
+    let r = g
+        .chat(
+            Some(KEY),
+            json!({"model": "gpt-4o-mini", "max_tokens": 100, "messages": user("hi")}),
+        )
+        .await;
+    assert_eq!(r.status(), 429);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "budget_exceeded");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("`all`"),
+        "{e}"
+    );
+    // Nothing stays reserved on the caller's budget after the refusal.
+    let day = SystemClock.now().to_string()[..10].to_string();
+    let team = g.state.billing.store.snapshot("team", &day).await.unwrap();
+    assert_eq!(team.reserved, 0);
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn a_budget_cost_ceiling_skips_models_above_it() {
+    let g = DirGateway::start_billed(
+        "acct-ceiling",
+        |r| {
+            closed(r).replace(
+                "[models.gpt-4-turbo]",
+                "[models.gpt-4-turbo]\nfallback = [\"gpt-4o-mini\"]",
+            )
+        },
+        &[("team", &budget("100", "max_request_cost = \"0.001\""))],
+        system(),
+    )
+    .await;
+    // 500 output tokens of gpt-4-turbo are about $0.015: above the budget's $0.001 ceiling.
+    let r = g
+        .chat(
+            Some(KEY),
+            json!({"model": "gpt-4-turbo", "max_tokens": 500, "messages": user("hi")}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-tollgate-model"], "gpt-4o-mini");
+    let reason = r.headers()["x-tollgate-route-reason"].to_str().unwrap();
+    assert!(reason.contains("gpt-4-turbo:cost"), "{reason}");
+    g.stop().await;
+}
