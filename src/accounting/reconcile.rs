@@ -57,6 +57,9 @@ pub(super) async fn connect(inner: &Inner) -> Result<(), String> {
     let mut link = inner.link.lock();
     link.epoch += 1;
     link.conn = Some((link.epoch, conn));
+    if run_id.is_some() && link.run_id.is_some() && run_id != link.run_id {
+        tracing::warn!("Redis restarted; restoring this replica's budget counters.");
+    }
     link.run_id = run_id;
     if let Some(since) = link.degraded_since.take() {
         let outage = since.elapsed().unwrap_or_default();
