@@ -24,6 +24,8 @@ const MIN_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 /// How often a connected store checks the server's run id.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// Pause before another round when work is left after one.
+const AGAIN_AFTER: Duration = Duration::from_millis(10);
 /// Queued operations written concurrently.
 const BATCH: usize = 64;
 /// How long an untouched day's local state is kept.
@@ -95,7 +97,6 @@ pub(super) fn spawn(inner: &Arc<Inner>) {
                 }
             };
             match next {
-                Next::Now => tokio::task::yield_now().await,
                 // Requests queueing work must not hurry connection attempts.
                 Next::Reconnect(pause) => tokio::time::sleep(pause).await,
                 Next::Idle(pause) => {
@@ -111,8 +112,6 @@ pub(super) fn spawn(inner: &Arc<Inner>) {
 
 /// When the task runs its next round.
 enum Next {
-    /// Work is left.
-    Now,
     /// Not connected: after this pause, whatever happens meanwhile.
     Reconnect(Duration),
     /// After this pause, or sooner when an operation is queued.
@@ -137,7 +136,8 @@ async fn step(inner: &Inner, retry: &mut Duration, last_watch: &mut Instant) -> 
         return Next::Reconnect(MIN_RETRY);
     }
     if inner.shadow.lock().backlog() > 0 {
-        return Next::Now;
+        // Work arrived meanwhile: go on shortly, without spinning.
+        return Next::Idle(AGAIN_AFTER);
     }
     Next::Idle(WATCH_EVERY)
 }
