@@ -24,6 +24,8 @@ const MIN_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 /// How often a connected store checks the server's run id.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// Pause before another round when work is left after one.
+const AGAIN_AFTER: Duration = Duration::from_millis(10);
 /// Queued operations written concurrently.
 const BATCH: usize = 64;
 /// How long an untouched day's local state is kept.
@@ -57,6 +59,9 @@ pub(super) async fn connect(inner: &Inner) -> Result<(), String> {
     let mut link = inner.link.lock();
     link.epoch += 1;
     link.conn = Some((link.epoch, conn));
+    if run_id.is_some() && link.run_id.is_some() && run_id != link.run_id {
+        tracing::warn!("Redis restarted; restoring this replica's budget counters.");
+    }
     link.run_id = run_id;
     if let Some(since) = link.degraded_since.take() {
         let outage = since.elapsed().unwrap_or_default();
@@ -92,7 +97,6 @@ pub(super) fn spawn(inner: &Arc<Inner>) {
                 }
             };
             match next {
-                Next::Now => tokio::task::yield_now().await,
                 // Requests queueing work must not hurry connection attempts.
                 Next::Reconnect(pause) => tokio::time::sleep(pause).await,
                 Next::Idle(pause) => {
@@ -108,8 +112,6 @@ pub(super) fn spawn(inner: &Arc<Inner>) {
 
 /// When the task runs its next round.
 enum Next {
-    /// Work is left.
-    Now,
     /// Not connected: after this pause, whatever happens meanwhile.
     Reconnect(Duration),
     /// After this pause, or sooner when an operation is queued.
@@ -134,7 +136,8 @@ async fn step(inner: &Inner, retry: &mut Duration, last_watch: &mut Instant) -> 
         return Next::Reconnect(MIN_RETRY);
     }
     if inner.shadow.lock().backlog() > 0 {
-        return Next::Now;
+        // Work arrived meanwhile: go on shortly, without spinning.
+        return Next::Idle(AGAIN_AFTER);
     }
     Next::Idle(WATCH_EVERY)
 }

@@ -47,7 +47,7 @@ use tokio::sync::Notify;
 
 use super::reconcile;
 use super::scripts::{self, BudgetOp, FloorMode, Keys, Reply, Status};
-use super::shadow::{DayKey, Hold, Pending, Shadow};
+use super::shadow::{DayKey, Gen, Hold, Observed, Pending, Shadow};
 use super::{
     next_reservation_id, BudgetStore, Reservation, ReserveOutcome, Settled, Snapshot, StoreError,
     StoreHealth,
@@ -200,14 +200,16 @@ impl Inner {
                 scripts::budget(&mut conn, &name, known.as_ref(), op).await
             })
             .await?;
-        self.observe(key, &reply);
+        self.observe(key, &reply.gen, reply.snap);
         Ok(reply)
     }
 
-    pub fn observe(&self, key: &DayKey, reply: &Reply) {
-        let mut shadow = self.shadow.lock();
-        if shadow.observe(key, &reply.gen, reply.snap) == super::shadow::Observed::Recreated {
-            tracing::warn!(
+    /// Takes in counters Redis answered; wakes the background task when they show the
+    /// day's hash was lost and recreated.
+    pub fn observe(&self, key: &DayKey, gen: &Gen, snap: Snapshot) {
+        let observed = self.shadow.lock().observe(key, gen, snap);
+        if observed == Observed::Recreated {
+            tracing::debug!(
                 budget = %key.0,
                 day = %key.1,
                 "Redis lost this budget's counters; restoring this replica's part."
@@ -411,9 +413,8 @@ impl BudgetStore for RedisStore {
             .await;
         match read {
             Ok((snap, Some(gen))) => {
-                let mut shadow = self.inner.shadow.lock();
-                shadow.observe(&key, &gen, snap);
-                Ok(shadow.cached(&key).unwrap_or(snap))
+                self.inner.observe(&key, &gen, snap);
+                Ok(self.inner.shadow.lock().cached(&key).unwrap_or(snap))
             }
             Ok((snap, None)) => Ok(self.inner.shadow.lock().cached(&key).unwrap_or(snap)),
             Err(_) => match self.policy() {

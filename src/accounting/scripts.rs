@@ -226,9 +226,13 @@ pub async fn read(
     Ok((snap, field(2).map(Gen)))
 }
 
-/// The server's run id (changes when Redis restarts), if `INFO` is allowed.
+/// The server's run id (changes when Redis restarts); `None` when `INFO` is refused (ACLs).
 pub async fn run_id(conn: &mut MultiplexedConnection) -> RedisResult<Option<String>> {
-    let info: String = ::redis::cmd("INFO").arg("server").query_async(conn).await?;
+    let info: String = match ::redis::cmd("INFO").arg("server").query_async(conn).await {
+        Ok(info) => info,
+        Err(e) if matches!(e.kind(), ErrorKind::Server(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     Ok(info
         .lines()
         .find_map(|l| l.strip_prefix("run_id:"))

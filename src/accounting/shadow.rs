@@ -220,8 +220,7 @@ impl Shadow {
         let day = self.day(&key);
         day.local_reserved = day.local_reserved.saturating_add(amount);
         day.needs_sync = true;
-        self.local_holds += 1;
-        self.held.insert(
+        let replaced = self.held.insert(
             id,
             Held {
                 key,
@@ -229,6 +228,9 @@ impl Shadow {
                 hold: Hold::Local,
             },
         );
+        if !replaced.is_some_and(|h| h.hold == Hold::Local) {
+            self.local_holds += 1;
+        }
     }
 
     /// Forgets reservation `id` as it is being settled or released; returns where it was
@@ -236,7 +238,7 @@ impl Shadow {
     pub fn take_hold(&mut self, id: &str) -> Option<Hold> {
         let held = self.held.remove(id)?;
         if held.hold == Hold::Local {
-            self.local_holds -= 1;
+            self.local_holds = self.local_holds.saturating_sub(1);
             if let Some(day) = self.days.get_mut(&held.key) {
                 day.local_reserved = day.local_reserved.saturating_sub(held.amount);
             }
@@ -250,7 +252,7 @@ impl Shadow {
             return;
         };
         if held.hold == Hold::Local {
-            self.local_holds -= 1;
+            self.local_holds = self.local_holds.saturating_sub(1);
             if let Some(day) = self.days.get_mut(&held.key) {
                 day.local_reserved = day.local_reserved.saturating_sub(held.amount);
             }

@@ -7,6 +7,7 @@
 
 pub mod adapter;
 pub mod python;
+pub mod redis;
 pub mod sim;
 pub mod webhook;
 
