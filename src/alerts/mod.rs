@@ -38,8 +38,12 @@ pub fn idempotency_key(budget: &str, day: &str, threshold: u32) -> String {
 }
 
 fn dollars(nanos: u64) -> String {
-    // Cents for people; the exact figure is in the structured fields.
+    // Cents for people (the exact figure is in the structured fields); amounts under a
+    // dollar keep their digits, so a small budget does not read "$0.00 of $0.00".
     let d = Decimal9(nanos).to_string();
+    if nanos < crate::money::NANOS_PER_DOLLAR {
+        return d;
+    }
     match d.split_once('.') {
         Some((i, f)) => format!("{i}.{:0<2}", &f[..f.len().min(2)]),
         None => format!("{d}.00"),
