@@ -23,6 +23,8 @@ use super::{finish_reason, upstream_error, WireUsage};
 use crate::api::response::FunctionDelta;
 use crate::api::{ChatChunk, Delta, ToolCallDelta};
 use crate::error::GatewayError;
+use crate::tokens::Encoding;
+use crate::usage::Usage;
 
 /// Translator state for one streamed response.
 pub(super) struct AnthropicStream {
@@ -61,10 +63,21 @@ impl AnthropicStream {
         }
     }
 
-    fn usage(&self) -> Option<crate::usage::Usage> {
+    /// Usage so far. `message_delta` carries the final counts. Before it arrives (a stream
+    /// cut short, an `error` event) only `message_start`'s are known: its input counts are
+    /// real, but its `output_tokens` is a placeholder (usually 1), so the output is counted
+    /// from the relayed text instead (never below the placeholder) and the usage is marked
+    /// estimated.
+    fn usage(&self) -> Option<Usage> {
         match (&self.start_usage, &self.delta_usage) {
             (None, None) => None,
-            (Some(s), None) => Some(s.to_usage()),
+            (Some(s), None) => {
+                let mut u = s.to_usage();
+                let counted = Encoding::for_model(&self.model).count(&self.output_text);
+                u.output_tokens = u.output_tokens.max(counted);
+                u.estimated = true;
+                Some(u)
+            }
             (None, Some(d)) => Some(d.to_usage()),
             (Some(s), Some(d)) => Some(s.overlaid_with(d).to_usage()),
         }
@@ -426,6 +439,28 @@ mod tests {
         t.push(START.as_bytes(), &mut out).unwrap();
         t.finish(&mut out).unwrap();
         assert_eq!(out.len(), len);
+    }
+
+    #[test]
+    fn before_message_delta_output_is_counted_from_the_relayed_text() {
+        let mut t = AnthropicStream::new(ctx(false));
+        let mut out = BytesMut::new();
+        t.push(START.as_bytes(), &mut out).unwrap();
+        // Nothing relayed yet: message_start's placeholder output count is the floor.
+        let placeholder = Usage {
+            estimated: true,
+            ..Usage::new(5, 1)
+        };
+        assert_eq!(t.outcome().usage, Some(placeholder));
+        t.push(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"one two three\"}}\n\n", &mut out)
+            .unwrap();
+        assert_eq!(t.finish(&mut out), Err(AdapterError::Truncated));
+        // "one", " two", " three": three cl100k tokens.
+        let counted = Usage {
+            estimated: true,
+            ..Usage::new(5, 3)
+        };
+        assert_eq!(t.outcome().usage, Some(counted));
     }
 
     #[test]
