@@ -291,6 +291,13 @@ async fn each_threshold_alert_is_delivered_once_after_retries() {
         .alerts_list("2000-01-01", "2999-12-31", Some("ops"))
         .unwrap();
     assert_eq!(alerts.len(), 4);
+    let metrics = g.admin_get("/metrics").await.text().await.unwrap();
+    for t in [50, 75, 90, 100] {
+        let line = format!("tollgate_alerts_total{{budget=\"ops\",threshold=\"{t}\"}} 1");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+    assert!(metrics.contains("tollgate_alert_deliveries_total{result=\"delivered\"} 4"));
+    assert!(metrics.contains("tollgate_alert_deliveries_total{result=\"failed\"} 2"));
     g.stop().await;
 }
 

@@ -207,3 +207,51 @@ async fn a_redis_restart_mid_traffic_loses_no_accounting_under_fail_open() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fail_closed_refuses_while_redis_is_down_and_says_so_in_metrics() {
+    let mut redis = RedisServer::start();
+    let hook = Webhook::start(0).await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let g = DirGateway::start_billed(
+        "cluster-closed",
+        clustered(redis.url(), "fail_closed"),
+        &[("shared", &budget("100", &hook.url()))],
+        clock,
+    )
+    .await;
+    let body = json!({"model": "gpt-4o-mini", "messages": user("hello")});
+    assert_eq!(g.chat(Some(KEY), body.clone()).await.status(), 200);
+    redis.kill();
+    // The first call after the kill finds Redis gone; from then on requests are refused
+    // quickly, with an OpenAI-style 503.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let r = g.chat(Some(KEY), body.clone()).await;
+        if r.status() == 503 {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refused");
+    };
+    let e: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "accounting_unavailable");
+    let metrics = g.admin_get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("tollgate_state_backend_up 0"), "{metrics}");
+    redis.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = g.chat(Some(KEY), body.clone()).await;
+        if r.status() == 200 {
+            break;
+        }
+        assert_eq!(r.status(), 503);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not serving after Redis returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = g.admin_get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("tollgate_state_backend_up 1"), "{metrics}");
+    g.stop().await;
+}
