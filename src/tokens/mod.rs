@@ -5,6 +5,8 @@
 //! `cl100k_base` for everything else (gpt-4, gpt-4-turbo, gpt-3.5 and, as an approximation,
 //! non-OpenAI models, whose tokenizers are not public). The BPE tables load once per process.
 
+mod ascii;
+
 use tiktoken_rs::CoreBPE;
 
 use crate::api::{ChatRequest, Content};
@@ -44,8 +46,12 @@ impl Encoding {
         }
     }
 
-    /// Tokens in `text`.
+    /// Tokens in `text`. ASCII text in `cl100k_base` takes the fast exact path of
+    /// [`ascii`]; everything else tiktoken's own.
     pub fn count(self, text: &str) -> u64 {
+        if self == Encoding::Cl100k && text.is_ascii() {
+            return ascii::count_cl100k(text);
+        }
         self.bpe().encode_ordinary(text).len() as u64
     }
 }
