@@ -25,7 +25,29 @@ fn classify(c: &mut Criterion) {
         });
     }
     g.finish();
+    // The signals alone, without token counting.
+    let mut g = c.benchmark_group("signals");
+    for n in [1_000usize, 100_000] {
+        let req = request_of(n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &req, |b, req| {
+            b.iter(|| cfg.classifier.signals(req, n as u64))
+        });
+    }
+    g.finish();
 }
 
-criterion_group!(benches, classify);
+fn count_tokens(c: &mut Criterion) {
+    let mut g = c.benchmark_group("count_tokens_cl100k");
+    for n in [1_000usize, 100_000] {
+        let prose = "The quick brown fox jumps over the lazy dog, again and again. ".repeat(n / 14);
+        g.throughput(Throughput::Bytes(prose.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &prose, |b, text| {
+            b.iter(|| tollgate::tokens::Encoding::Cl100k.count(text))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, classify, count_tokens);
 criterion_main!(benches);

@@ -1,5 +1,6 @@
 //! The `tollgate` command: `serve` runs the gateway, `check` validates a `routes.toml`,
-//! `key new` creates a virtual API key.
+//! `key new` creates a virtual API key, `eval-router` measures the classifier on labelled
+//! prompts.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,18 @@ enum Command {
         /// The routes file.
         #[arg(default_value = "routes.toml")]
         config: PathBuf,
+    },
+    /// Measure the classifier of a routes file on labelled prompts (JSON lines of
+    /// `{"id", "prompt", "label": "simple"|"complex", "source"}`).
+    EvalRouter {
+        /// The labelled prompts.
+        file: PathBuf,
+        /// The routes file whose classifier and tiers are evaluated.
+        #[arg(long, short, default_value = "routes.toml")]
+        config: PathBuf,
+        /// Also list the prompts routed against their label, with the classifier's reason.
+        #[arg(long)]
+        show_misses: bool,
     },
     /// Manage virtual API keys.
     Key {
@@ -102,6 +115,11 @@ fn main() -> ExitCode {
         Command::Key {
             command: KeyCommand::New { budget, id, config },
         } => new_key(&config, &budget, id),
+        Command::EvalRouter {
+            file,
+            config,
+            show_misses,
+        } => eval_router(&config, &file, show_misses),
         Command::Serve {
             config,
             demo,
@@ -252,6 +270,38 @@ fn serve(
 }
 
 /// `tollgate key new`: the budget must exist and the whole config must stay valid.
+fn eval_router(config: &std::path::Path, file: &std::path::Path, show_misses: bool) -> ExitCode {
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(errs) => {
+            for p in &errs.0 {
+                eprintln!("{p}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let input = match std::fs::File::open(file) {
+        Ok(f) => std::io::BufReader::new(f),
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match tollgate::routing::eval::evaluate(&cfg, input) {
+        Ok(report) => {
+            print!("{}", report.render());
+            if show_misses {
+                print!("{}", report.render_misses());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn new_key(config: &std::path::Path, budget: &str, id: Option<String>) -> ExitCode {
     let cfg = match Config::load(config) {
         Ok(c) => c,

@@ -58,6 +58,23 @@ async fn auto_requests_are_classified_into_a_tier_and_say_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coding_request_is_routed_to_the_premium_tier_with_its_reason() {
+    let h = routed("").await;
+    let r = h
+        .chat(json!({"model": "auto", "messages": user(
+            "Write a Rust function that parses ISO 8601 durations, with unit tests."
+        )}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-tollgate-tier"], "complex");
+    assert_eq!(r.headers()["x-tollgate-model"], "gpt-4-turbo");
+    let reason = r.headers()["x-tollgate-route-reason"].to_str().unwrap();
+    assert!(reason.starts_with("tier=complex;score=0."), "{reason}");
+    assert!(reason.contains(";code"), "{reason}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tier_header_is_honoured_only_when_config_allows_it() {
     let h = routed("").await;
     let send = |tier: &'static str| {

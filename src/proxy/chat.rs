@@ -18,6 +18,7 @@ use crate::error::GatewayError;
 use crate::money::Decimal9;
 use crate::routing::classifier::Classification;
 use crate::routing::plan::{self, Plan, PlanInput};
+use crate::tokens::Encoding;
 
 /// Callers pick a tier (when `routing.allow_tier_header` is on).
 pub const TIER_HEADER: &str = "x-tollgate-tier";
@@ -58,7 +59,12 @@ pub async fn handle(
     let Some(caller) = ctx.caller.clone() else {
         return Handled::Error(GatewayError::InvalidApiKey { missing: true });
     };
-    let classification = config.classifier.classify(&req);
+    // Count with the requested model's encoding; routed requests count with cl100k_base.
+    let encoding = config
+        .canonical_model(&req.model)
+        .and_then(|c| config.models.get(c))
+        .map_or(Encoding::Cl100k, |m| Encoding::for_model(&m.upstream));
+    let classification = config.classifier.classify_with(&req, encoding);
     ctx.prompt_tokens = classification.prompt_tokens;
     let mut plan = match plan_request(state, config, session, &req, &caller, &classification) {
         Ok(p) => p,

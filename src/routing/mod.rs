@@ -8,5 +8,6 @@
 pub mod backoff;
 pub mod breaker;
 pub mod classifier;
+pub mod eval;
 pub mod latency;
 pub mod plan;
