@@ -83,8 +83,8 @@ impl AdminApp {
         };
         let from_ms = instant(&from_raw, &tz, false).ok_or_else(|| bad("from"))?;
         let to_ms = instant(&to_raw, &tz, true).ok_or_else(|| bad("to"))?;
-        if from_ms > to_ms {
-            return Err(bad_param("from", "`from` must not be after `to`."));
+        if from_ms >= to_ms {
+            return Err(bad_param("from", "`from` must be before the end of `to`."));
         }
         let filename = format!(
             "tollgate-{}{}-{}.csv",
