@@ -117,7 +117,7 @@ function renderBudgets(data) {
 function renderDaily(data) {
   $("daily-note").textContent = "From " + data.from + " to " + data.to + ", total " + dollars(data.total_usd) + ".";
   const days = data.days;
-  const W = 900, H = 220, left = 70, bottom = 30, top = 10;
+  const W = 900, H = 220, left = 100, bottom = 30, top = 10;
   const values = days.map((d) => Number(d.cost_nanos));
   const maxIdx = values.reduce((best, v, i) => (v > values[best] ? i : best), 0);
   const max = values[maxIdx] || 0;
