@@ -12,20 +12,20 @@
 
 use std::sync::Arc;
 
-use http::Response;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde_json::{json, Map, Value};
 
 use super::reply::{
-    bad_param, day_in, day_range, ledger_failed, no_ledger, put_money, rfc3339, shift, Query,
+    bad_param, day_in, day_range, ledger_failed, no_ledger, put_money, rfc3339, shift, Answer,
+    Query,
 };
 use super::AdminApp;
 use crate::budget::Budget;
 use crate::ledger::{AlertRow, Ledger, LedgerError, LedgerRecord, RecentFilter, MAX_PAGE};
 
 /// An API answer: the JSON body of a 200, or the error response to send instead.
-pub(super) type ApiResult = Result<Value, Response<Vec<u8>>>;
+pub(super) type ApiResult = Result<Value, Answer>;
 
 impl AdminApp {
     /// Runs a blocking ledger read on the blocking pool.
@@ -33,7 +33,7 @@ impl AdminApp {
         &self,
         what: &'static str,
         f: impl FnOnce(Ledger) -> Result<T, LedgerError> + Send + 'static,
-    ) -> Result<T, Response<Vec<u8>>> {
+    ) -> Result<T, Answer> {
         let Some(ledger) = self.state.billing.ledger.clone() else {
             return Err(no_ledger());
         };
@@ -64,11 +64,7 @@ impl AdminApp {
 
     /// The days a query covers: `day`, or `from`/`to`, or else the last `days` days
     /// (default `default_days`) up to today.
-    pub(super) fn days_of(
-        &self,
-        q: &Query,
-        default_days: u32,
-    ) -> Result<(Date, Date), Response<Vec<u8>>> {
+    pub(super) fn days_of(&self, q: &Query, default_days: u32) -> Result<(Date, Date), Answer> {
         let today = self.today(q.get("budget"));
         if q.get("day").is_some() || q.get("from").is_some() || q.get("to").is_some() {
             return day_range(q, today);

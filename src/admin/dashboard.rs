@@ -6,7 +6,7 @@
 
 use http::Response;
 
-use super::reply::error;
+use super::reply::{error, Answer};
 
 const INDEX: &str = include_str!("assets/index.html");
 const STYLE: &str = include_str!("assets/dashboard.css");
@@ -17,7 +17,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      frame-ancestors 'none'";
 
 /// The dashboard file at `path`, or `None` for any other path.
-pub fn asset(method: &str, path: &str) -> Option<Response<Vec<u8>>> {
+pub fn asset(method: &str, path: &str) -> Option<Answer> {
     let (body, kind) = match path {
         "/" | "/index.html" => (INDEX, "text/html; charset=utf-8"),
         "/assets/dashboard.css" => (STYLE, "text/css; charset=utf-8"),
@@ -37,7 +37,7 @@ pub fn asset(method: &str, path: &str) -> Option<Response<Vec<u8>>> {
         .header("referrer-policy", "no-referrer")
         .body(body.as_bytes().to_vec())
         .unwrap_or_default();
-    Some(resp)
+    Some(Box::new(resp))
 }
 
 #[cfg(test)]

@@ -11,14 +11,13 @@
 use std::io::Write;
 
 use bytes::Bytes;
-use http::Response;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use tokio::sync::mpsc;
 
-use super::reply::{bad_param, error, no_ledger, parse_day, shift, Query};
+use super::reply::{bad_param, error, no_ledger, parse_day, shift, Answer, Query};
 use super::AdminApp;
 use crate::ledger::Ledger;
 
@@ -61,7 +60,7 @@ fn safe(s: &str) -> String {
 
 impl AdminApp {
     /// Validates the query into an [`Export`], or the error to answer.
-    pub(super) fn export(&self, q: &Query) -> Result<Export, Response<Vec<u8>>> {
+    pub(super) fn export(&self, q: &Query) -> Result<Export, Answer> {
         let Some(ledger) = self.state.billing.ledger.clone() else {
             return Err(no_ledger());
         };

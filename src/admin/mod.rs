@@ -25,7 +25,6 @@ mod spend;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::Response;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
@@ -35,7 +34,7 @@ use serde_json::json;
 use crate::budget::keys::constant_time_eq;
 use crate::providers::auth::Secret;
 use crate::proxy::GatewayState;
-use reply::{error, json, Query};
+use reply::{error, json, Answer, Query};
 
 /// The admin application.
 pub struct AdminApp {
@@ -45,12 +44,12 @@ pub struct AdminApp {
 
 /// What a route answers: a whole response, or a CSV export to stream.
 enum Reply {
-    Full(Response<Vec<u8>>),
+    Full(Answer),
     Csv(export::Export),
 }
 
-impl From<Response<Vec<u8>>> for Reply {
-    fn from(r: Response<Vec<u8>>) -> Self {
+impl From<Answer> for Reply {
+    fn from(r: Answer) -> Self {
         Reply::Full(r)
     }
 }
@@ -82,7 +81,7 @@ const PATHS: [&str; 12] = [
 
 impl AdminApp {
     /// `None` when the request carries the admin token; otherwise the refusal to send.
-    fn refusal(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
+    fn refusal(&self, session: &ServerSession) -> Option<Answer> {
         let Some(token) = &self.token else {
             return Some(error(
                 503,
@@ -114,7 +113,7 @@ impl AdminApp {
         method: &str,
         path: &str,
         query: &Query,
-        refusal: Option<Response<Vec<u8>>>,
+        refusal: Option<Answer>,
     ) -> Reply {
         if path == "/healthz" {
             return json(200, &json!({"status": "ok"})).into();
@@ -156,8 +155,8 @@ impl AdminApp {
 }
 
 /// Writes a whole response; `false` when the client is gone.
-async fn write_full(session: &mut ServerSession, resp: Response<Vec<u8>>) -> bool {
-    let (parts, body) = resp.into_parts();
+async fn write_full(session: &mut ServerSession, resp: Answer) -> bool {
+    let (parts, body) = (*resp).into_parts();
     let header: ResponseHeader = parts.into();
     if let Err(e) = session.write_response_header(Box::new(header)).await {
         tracing::debug!(error = %e, "Admin client gone before the response header.");

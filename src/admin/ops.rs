@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::Response;
 use serde_json::{json, Value};
 
-use super::reply::{error, json};
+use super::reply::{error, json, Answer};
 use super::AdminApp;
 use crate::reload::ReloadOutcome;
 use crate::routing::breaker::BreakerState;
@@ -57,7 +57,7 @@ impl AdminApp {
     }
 
     /// Prometheus text; gauges of live state are read now.
-    pub(super) fn metrics(&self) -> Response<Vec<u8>> {
+    pub(super) fn metrics(&self) -> Answer {
         let m = &self.state.metrics;
         let cfg = self.state.config.load();
         m.config_info.reset();
@@ -86,13 +86,14 @@ impl AdminApp {
                 .set(f64::from(pct) / 100.0);
         }
         let body = m.render().into_bytes();
-        Response::builder()
+        let resp = Response::builder()
             .status(200)
             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
             .header("content-length", body.len())
             .header("cache-control", "no-store")
             .body(body)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        Box::new(resp)
     }
 
     /// The budget store and the ledger, as the status endpoint shows them.
@@ -120,7 +121,7 @@ impl AdminApp {
         })
     }
 
-    pub(super) fn reload(&self) -> Response<Vec<u8>> {
+    pub(super) fn reload(&self) -> Answer {
         let Some(r) = self.state.reloader.get() else {
             return error(
                 409,

@@ -13,20 +13,25 @@ use serde_json::{json, Map, Value};
 
 use crate::ledger::format_dollars;
 
+/// A whole admin response, boxed so that results carrying one stay small.
+pub type Answer = Box<Response<Vec<u8>>>;
+
 /// A JSON answer with `status`.
-pub fn json(status: u16, body: &Value) -> Response<Vec<u8>> {
+pub fn json(status: u16, body: &Value) -> Answer {
     let body = body.to_string().into_bytes();
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("content-length", body.len())
-        .header("cache-control", "no-store")
-        .body(body)
-        .unwrap_or_default()
+    Box::new(
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .header("content-length", body.len())
+            .header("cache-control", "no-store")
+            .body(body)
+            .unwrap_or_default(),
+    )
 }
 
 /// An OpenAI-shaped error of type `admin_error`.
-pub fn error(status: u16, code: &str, message: &str) -> Response<Vec<u8>> {
+pub fn error(status: u16, code: &str, message: &str) -> Answer {
     json(
         status,
         &json!({"error": {"message": message, "type": "admin_error", "param": null, "code": code}}),
@@ -34,7 +39,7 @@ pub fn error(status: u16, code: &str, message: &str) -> Response<Vec<u8>> {
 }
 
 /// A 400 naming the query parameter at fault.
-pub fn bad_param(param: &str, message: &str) -> Response<Vec<u8>> {
+pub fn bad_param(param: &str, message: &str) -> Answer {
     json(
         400,
         &json!({"error": {
@@ -47,7 +52,7 @@ pub fn bad_param(param: &str, message: &str) -> Response<Vec<u8>> {
 }
 
 /// A 409 for routes that read the ledger when this gateway keeps none.
-pub fn no_ledger() -> Response<Vec<u8>> {
+pub fn no_ledger() -> Answer {
     error(
         409,
         "ledger_disabled",
@@ -56,7 +61,7 @@ pub fn no_ledger() -> Response<Vec<u8>> {
 }
 
 /// A 500 for a failed ledger read; the detail is logged, not sent.
-pub fn ledger_failed(what: &str, detail: &str) -> Response<Vec<u8>> {
+pub fn ledger_failed(what: &str, detail: &str) -> Answer {
     tracing::error!(error = detail, what, "Admin ledger read failed.");
     error(
         500,
@@ -112,13 +117,7 @@ impl Query {
     }
 
     /// An unsigned integer in `min..=max`, `default` when absent.
-    pub fn uint(
-        &self,
-        name: &str,
-        default: u32,
-        min: u32,
-        max: u32,
-    ) -> Result<u32, Response<Vec<u8>>> {
+    pub fn uint(&self, name: &str, default: u32, min: u32, max: u32) -> Result<u32, Answer> {
         let Some(raw) = self.get(name) else {
             return Ok(default);
         };
@@ -132,7 +131,7 @@ impl Query {
     }
 
     /// A `YYYY-MM-DD` day, `None` when absent.
-    pub fn day(&self, name: &str) -> Result<Option<Date>, Response<Vec<u8>>> {
+    pub fn day(&self, name: &str) -> Result<Option<Date>, Answer> {
         match self.get(name) {
             None => Ok(None),
             Some(raw) => parse_day(raw)
@@ -165,7 +164,7 @@ pub const MAX_DAYS: i64 = 366;
 
 /// A range of days from `from`/`to`, or the single day `day`, defaulting to `today`.
 /// Both ends are inclusive; `from` after `to` or a range over [`MAX_DAYS`] is refused.
-pub fn day_range(q: &Query, today: Date) -> Result<(Date, Date), Response<Vec<u8>>> {
+pub fn day_range(q: &Query, today: Date) -> Result<(Date, Date), Answer> {
     let (from, to) = match q.day("day")? {
         Some(d) => (d, d),
         None => {

@@ -126,7 +126,7 @@ impl AdminApp {
             .get(premium_name)
             .map(String::as_str)
             .unwrap_or(premium_name);
-        let price = cfg.models.get(premium).map(|m| m.price.clone());
+        let price = cfg.models.get(premium).map(|m| m.price);
         if price.is_none() && q.get("premium").is_some() {
             return Err(bad_param(
                 "premium",
