@@ -561,6 +561,14 @@ async fn bad_parameters_unknown_routes_and_wrong_methods_get_json_errors() {
     }
     let r = g
         .client
+        .get(g.admin_url("/admin/api"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = g
+        .client
         .get(g.admin_url("/admin/api/nope"))
         .bearer_auth(ADMIN)
         .send()

@@ -24,7 +24,7 @@ pub fn asset(method: &str, path: &str) -> Option<Answer> {
         "/assets/dashboard.js" => (SCRIPT, "text/javascript; charset=utf-8"),
         _ => return None,
     };
-    if method != "GET" && method != "HEAD" {
+    if method != "GET" {
         return Some(error(405, "method_not_allowed", "Method not allowed."));
     }
     let resp = Response::builder()

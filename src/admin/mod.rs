@@ -64,7 +64,7 @@ impl From<api::ApiResult> for Reply {
 }
 
 /// Every authenticated path, for telling 405 from 404.
-const PATHS: [&str; 12] = [
+const PATHS: [&str; 11] = [
     "/metrics",
     "/admin/reload",
     "/admin/api/status",
@@ -76,7 +76,6 @@ const PATHS: [&str; 12] = [
     "/admin/api/routing",
     "/admin/api/alerts",
     "/admin/api/export.csv",
-    "/admin/api",
 ];
 
 impl AdminApp {
