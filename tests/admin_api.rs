@@ -445,6 +445,26 @@ async fn csv_export_streams_exactly_the_rows_of_a_date_range_and_budget_in_chunk
             "syn-2025-03-01-ops-12"
         ]
     );
+
+    // A client that leaves after the first chunk stops the export; the listener and the
+    // ledger's readers keep serving.
+    let mut r = g
+        .client
+        .get(g.admin_url("/admin/api/export.csv?from=2025-03-01&to=2025-03-04"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.chunk().await.unwrap().is_some());
+    drop(r);
+    for _ in 0..3 {
+        let v = admin_json(
+            &g,
+            "/admin/api/spend?from=2025-03-01&to=2025-03-04&by=budget",
+        )
+        .await;
+        assert_eq!(v["requests"], 24_000);
+    }
     g.stop().await;
 }
 

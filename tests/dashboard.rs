@@ -14,7 +14,9 @@ use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use common::dir::{DirGateway, ADMIN};
-use common::finance::{admin_json, shown_dollars, start_with_traffic, today, REQUESTS};
+use common::finance::{
+    admin_json, shown_dollars, start_with_traffic, today, wait_recorded, REQUESTS, TEAM_KEY,
+};
 use futures_util::FutureExt;
 use serde_json::Value;
 use support::webdriver::{locate, Browser};
@@ -187,6 +189,43 @@ async fn check_dashboard(g: &DirGateway, b: &Browser) {
         );
         assert_eq!(row["share"], format!("{}%", t["percent_of_requests"]));
     }
+
+    // The page refreshes itself: new spending shows up without a reload.
+    let before = page["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "team")
+        .unwrap()["spent"]
+        .clone();
+    let r = g
+        .chat(
+            Some(TEAM_KEY),
+            serde_json::json!({"model": "gpt-4-turbo", "messages": common::user("one more")}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    wait_recorded(g, REQUESTS + 1).await;
+    let api = admin_json(g, "/admin/api/budgets").await;
+    let team = api["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "team")
+        .unwrap()
+        .clone();
+    let now_shown = shown_dollars(team["spent_usd"].as_str().unwrap());
+    assert_ne!(Value::from(now_shown.clone()), before);
+    b.wait_for(
+        &format!(
+            "return document.querySelector('[data-budget=team] [data-field=spent]')\
+             .textContent === '{now_shown}';"
+        ),
+        Duration::from_secs(15),
+    )
+    .await
+    .unwrap();
 
     // Alerts and breakers.
     let api = admin_json(g, "/admin/api/alerts?days=30").await;
