@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 
-use pingora::apps::http_app::HttpServer;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
@@ -57,7 +56,7 @@ fn build(state: Arc<GatewayState>, opts: &ServeOptions) -> Server {
             state: state_for_admin.clone(),
             token: opts.admin_token.clone(),
         };
-        let mut admin = Service::new("tollgate admin".to_string(), HttpServer::new_app(app));
+        let mut admin = Service::new("tollgate admin".to_string(), app);
         admin.add_tcp(addr);
         server.add_service(admin);
     }

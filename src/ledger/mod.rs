@@ -49,7 +49,7 @@ use tokio::sync::oneshot;
 pub use csv::format_dollars;
 pub use error::LedgerError;
 pub use outbox::{AlertClaim, AlertDelivery, AlertRow, OutboxItem};
-pub use query::{GroupBy, RecentFilter, MAX_PAGE};
+pub use query::{GroupBy, RecentFilter, TierUsage, MAX_PAGE};
 pub use record::LedgerRecord;
 pub use writer::LedgerStats;
 

@@ -61,6 +61,19 @@ pub enum GroupBy {
     Budget,
 }
 
+/// Requests, tokens and cost of one routing tier over a range of days, from
+/// [`Ledger::tier_usage`]. Requests that named a model themselves have tier `""`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierUsage {
+    pub tier: String,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub cost_nanos: u64,
+}
+
 impl GroupBy {
     fn expr(self) -> &'static str {
         match self {
@@ -214,6 +227,37 @@ impl Ledger {
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(args), |r| {
                 Ok((r.get(0)?, get_u64(r, 1)?, get_u64(r, 2)?))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Requests, token totals and cost per tier over the days `from_day..=to_day`,
+    /// optionally for one budget, highest cost first. Blocking.
+    pub fn tier_usage(
+        &self,
+        from_day: &str,
+        to_day: &str,
+        budget: Option<&str>,
+    ) -> Result<Vec<TierUsage>, LedgerError> {
+        self.inner.reads.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT COALESCE(tier, '') AS k, COUNT(*), SUM(input_tokens), \
+                 SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), \
+                 SUM(cost_nanos) AS cost FROM requests \
+                 WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR budget = ?3) \
+                 GROUP BY k ORDER BY cost DESC, k",
+            )?;
+            let rows = stmt.query_map(rusqlite::params![from_day, to_day, budget], |r| {
+                Ok(TierUsage {
+                    tier: r.get(0)?,
+                    requests: get_u64(r, 1)?,
+                    input_tokens: get_u64(r, 2)?,
+                    output_tokens: get_u64(r, 3)?,
+                    cached_input_tokens: get_u64(r, 4)?,
+                    cache_write_tokens: get_u64(r, 5)?,
+                    cost_nanos: get_u64(r, 6)?,
+                })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })

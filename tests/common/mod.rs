@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod dir;
+pub mod finance;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -9,6 +9,7 @@ pub mod adapter;
 pub mod python;
 pub mod redis;
 pub mod sim;
+pub mod webdriver;
 pub mod webhook;
 
 use std::path::PathBuf;

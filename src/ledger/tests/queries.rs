@@ -133,6 +133,51 @@ async fn spend_is_grouped_by_each_key_over_a_day_range() {
 }
 
 #[tokio::test]
+async fn tier_usage_sums_tokens_and_cost_per_tier_over_a_day_range() {
+    let dir = TempDir::new("tiers");
+    let ledger = open(&dir, 200, 512);
+    let mk = |id: &str, budget: &str, day: &str, tier: Option<&str>, tokens: u64, cost| {
+        let mut r = record(id, budget, day, cost);
+        r.tier = tier.map(String::from);
+        r.input_tokens = tokens;
+        r.output_tokens = 2 * tokens;
+        r.cached_input_tokens = tokens / 10;
+        r.cache_write_tokens = tokens / 20;
+        r
+    };
+    ledger.record(mk("1", "x", "2025-06-15", Some("simple"), 100, 10));
+    ledger.record(mk("2", "x", "2025-06-15", Some("simple"), 200, 20));
+    ledger.record(mk("3", "y", "2025-06-15", Some("complex"), 40, 400));
+    ledger.record(mk("4", "x", "2025-06-15", None, 60, 5));
+    ledger.record(mk("5", "x", "2025-06-16", Some("simple"), 1000, 1000));
+    ledger.flush().await.unwrap();
+    let all = ledger.tier_usage("2025-06-14", "2025-06-15", None).unwrap();
+    let t = |tier: &str, requests, input: u64, cost| TierUsage {
+        tier: tier.into(),
+        requests,
+        input_tokens: input,
+        output_tokens: 2 * input,
+        cached_input_tokens: if tier == "simple" { 30 } else { input / 10 },
+        cache_write_tokens: if tier == "simple" { 15 } else { input / 20 },
+        cost_nanos: cost,
+    };
+    assert_eq!(
+        all,
+        [
+            t("complex", 1, 40, 400),
+            t("simple", 2, 300, 30),
+            t("", 1, 60, 5)
+        ]
+    );
+    let x = ledger
+        .tier_usage("2025-06-15", "2025-06-16", Some("x"))
+        .unwrap();
+    assert_eq!(x[0].tier, "simple");
+    assert_eq!((x[0].requests, x[0].cost_nanos), (3, 1030));
+    assert_eq!(x.len(), 2);
+}
+
+#[tokio::test]
 async fn spent_by_budget_day_totals_each_pair_from_a_day_on() {
     let dir = TempDir::new("rebuild");
     let ledger = open(&dir, 200, 512);
