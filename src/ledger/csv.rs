@@ -2,7 +2,9 @@
 //! formatted and written at a time, so a range of any size is exported in constant memory.
 //!
 //! RFC 4180: fields holding a comma, a quote, CR or LF are quoted with inner quotes
-//! doubled; lines end with CRLF. Money is a decimal dollar string with exactly nine
+//! doubled; lines end with CRLF. A field that a spreadsheet would read as a formula
+//! (starting with `=`, `+`, `-`, `@`, tab or CR: a client chooses the requested model
+//! name, for one) gets a leading `'`, so opening an export never runs it. Money is a decimal dollar string with exactly nine
 //! decimals (`0.000123450`), formatted from the integer nano-dollars.
 
 use std::io::{BufWriter, Write};
@@ -49,10 +51,18 @@ pub fn format_dollars(nanos: u64) -> String {
     )
 }
 
-/// Appends `field` to `line`, quoted when it needs to be.
+/// Appends `field` to `line`, defused when a spreadsheet would take it for a formula and
+/// quoted when it needs to be.
 fn push_field(line: &mut String, field: &str) {
-    if field.contains([',', '"', '\r', '\n']) {
+    let formula = field.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let quoted = field.contains([',', '"', '\r', '\n']);
+    if quoted {
         line.push('"');
+    }
+    if formula {
+        line.push('\'');
+    }
+    if quoted {
         line.push_str(&field.replace('"', "\"\""));
         line.push('"');
     } else {
@@ -162,6 +172,27 @@ mod tests {
         assert_eq!(
             line,
             "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"|\"cr\rhere\"||"
+        );
+    }
+
+    #[test]
+    fn fields_a_spreadsheet_would_evaluate_are_defused() {
+        let mut line = String::new();
+        for f in [
+            "=HYPERLINK(\"x\")",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "\tx",
+            "a=b",
+            "0.5",
+        ] {
+            push_field(&mut line, f);
+            line.push('|');
+        }
+        assert_eq!(
+            line,
+            "\"'=HYPERLINK(\"\"x\"\")\"|'+1|'-2|'@SUM(A1)|'\tx|a=b|0.5|"
         );
     }
 
