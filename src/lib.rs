@@ -38,5 +38,6 @@ pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod sim;
+pub mod tls;
 pub mod tokens;
 pub mod usage;

@@ -1,4 +1,4 @@
-//! Live reload of `routes.toml` and the budget files: a file watch (content polled every 200 ms, so editors
+//! Live reload of `routes.toml`, the budget files and the TLS files it names: a file watch (content polled every 200 ms, so editors
 //! that replace the file by rename and editors that truncate and rewrite it both work, as do
 //! Kubernetes ConfigMap symlink swaps), `SIGHUP`, and `POST /admin/reload`.
 //!
@@ -100,12 +100,19 @@ impl Reloader {
         }
     }
 
-    /// Content fingerprint of the file and the budget files, or `None` when the file
-    /// cannot be read right now.
+    /// Content fingerprint of the file, the budget files and the TLS files it names
+    /// (listener certificates and keys, CA bundles), or `None` when the file cannot be
+    /// read right now.
     fn fingerprint(&self) -> Option<[u8; 32]> {
         let mut h = Sha256::new();
         h.update(std::fs::read(&self.path).ok()?);
-        let dir = self.state.config.load().budgets_settings.dir.clone();
+        let config = self.state.config.load();
+        for f in config.tls_files() {
+            h.update([1u8]);
+            // An unreadable file is a change too (the reload reports it).
+            h.update(std::fs::read(&f).unwrap_or_default());
+        }
+        let dir = config.budgets_settings.dir.clone();
         for (name, bytes) in crate::budget::read_dir_files(&dir).ok()? {
             h.update([0u8]);
             h.update(name.as_bytes());

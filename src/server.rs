@@ -49,7 +49,10 @@ fn build(state: Arc<GatewayState>, opts: &ServeOptions) -> Server {
         Gateway { state },
         "tollgate",
     );
-    proxy.add_tcp(&opts.listen);
+    match crate::tls::listener_settings(&state_for_admin, crate::tls::Listener::Public) {
+        Some(tls) => proxy.add_tls_with_settings(&opts.listen, None, tls),
+        None => proxy.add_tcp(&opts.listen),
+    }
     server.add_service(proxy);
     if let Some(addr) = &opts.admin_listen {
         let app = AdminApp {
@@ -57,7 +60,10 @@ fn build(state: Arc<GatewayState>, opts: &ServeOptions) -> Server {
             token: opts.admin_token.clone(),
         };
         let mut admin = Service::new("tollgate admin".to_string(), app);
-        admin.add_tcp(addr);
+        match crate::tls::listener_settings(&state_for_admin, crate::tls::Listener::Admin) {
+            Some(tls) => admin.add_tls_with_settings(addr, None, tls),
+            None => admin.add_tcp(addr),
+        }
         server.add_service(admin);
     }
     let billing = &state_for_admin.billing;

@@ -105,6 +105,11 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub max_sse_event_bytes: usize,
     pub shutdown_grace: Duration,
+    /// HTTPS on the public listener (whether it is on is read at start; the certificate
+    /// reloads).
+    pub tls: Option<crate::tls::ListenerTls>,
+    /// HTTPS on the admin listener.
+    pub admin_tls: Option<crate::tls::ListenerTls>,
 }
 
 /// Where a provider lives, parsed from `base_url`.
@@ -157,6 +162,8 @@ pub struct ProviderConfig {
     pub name: String,
     pub kind: ProviderKind,
     pub base: BaseUrl,
+    /// Trust anchors replacing the system roots for this provider (`ca_file`).
+    pub ca: Option<Arc<crate::tls::CaBundle>>,
     pub credential: CredentialSource,
     /// Snowflake token type for PAT / OAuth tokens (`PROGRAMMATIC_ACCESS_TOKEN`, `OAUTH`).
     pub snowflake_token_type: Option<&'static str>,
@@ -221,6 +228,8 @@ impl Config {
                 c.budgets_settings.dir = dir;
                 c.state.data_dir = base.join(&c.state.data_dir);
                 c.budgets = Arc::new(set);
+                let mut files = files;
+                files.extend(c.tls_material());
                 c.version = validate::version_of_all(&src, &files);
             }
             (Ok(_), Err(e)) => return Err(e),
@@ -228,6 +237,46 @@ impl Config {
             (Err(_), Ok(_)) => {}
         }
         cfg
+    }
+
+    /// Digests of the TLS files in use, for the config version: a renewed certificate or
+    /// CA bundle is a new version.
+    pub(crate) fn tls_material(&self) -> Vec<(String, Vec<u8>)> {
+        let listeners = [
+            ("tls", &self.server.tls),
+            ("admin_tls", &self.server.admin_tls),
+        ];
+        let mut out: Vec<(String, Vec<u8>)> = listeners
+            .into_iter()
+            .filter_map(|(n, t)| {
+                t.as_ref()
+                    .map(|t| (format!("server.{n}"), t.digest.to_vec()))
+            })
+            .collect();
+        for p in self.providers.values() {
+            if let Some(ca) = &p.ca {
+                out.push((format!("providers.{}.ca_file", p.name), ca.digest.to_vec()));
+            }
+        }
+        out
+    }
+
+    /// Every TLS file the config reads (watched by the reloader).
+    pub fn tls_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for t in [&self.server.tls, &self.server.admin_tls]
+            .into_iter()
+            .flatten()
+        {
+            out.push(t.cert_file.clone());
+            out.push(t.key_file.clone());
+        }
+        for p in self.providers.values() {
+            if let Some(ca) = &p.ca {
+                out.push(ca.file.clone());
+            }
+        }
+        out
     }
 
     /// Resolves an alias to its model name (a model name resolves to itself).

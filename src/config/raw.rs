@@ -46,6 +46,23 @@ pub struct RawServer {
     /// Grace period for in-flight requests on shutdown, in seconds.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,
+    /// HTTPS on `listen`.
+    #[serde(default)]
+    pub tls: Option<RawTlsFiles>,
+    /// HTTPS on `admin_listen`.
+    #[serde(default)]
+    pub admin_tls: Option<RawTlsFiles>,
+}
+
+/// A listener's certificate chain and private key, PEM files (relative paths are read
+/// from the directory of `routes.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: String,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
 }
 
 impl Default for RawServer {
@@ -57,6 +74,8 @@ impl Default for RawServer {
             max_body_bytes: default_max_body(),
             max_sse_event_bytes: default_max_event(),
             shutdown_grace_seconds: default_grace(),
+            tls: None,
+            admin_tls: None,
         }
     }
 }
@@ -176,6 +195,10 @@ pub struct RawProvider {
     /// File holding the API key / token (e.g. a mounted Kubernetes secret).
     #[serde(default)]
     pub api_key_file: Option<String>,
+    /// PEM bundle of the CAs that may sign this provider's certificate, instead of the
+    /// system roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
     /// Anthropic: `anthropic-version` header.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 use super::accounting::{AlertSettings, AuthSettings, BudgetsSettings, StateSettings};
 use super::locate::Locator;
 use super::raw::{
-    RawModel, RawPrice, RawProvider, RawRetry, RawRouting, RawServer, RawSnowflakeAuth, SECTIONS,
+    RawModel, RawPrice, RawProvider, RawRetry, RawRouting, RawServer, RawSnowflakeAuth,
+    RawTlsFiles, SECTIONS,
 };
 use super::{
     BaseUrl, Config, CredentialSource, ModelConfig, Price, ProviderConfig, RetrySettings,
@@ -24,6 +25,7 @@ use crate::budget::BudgetSet;
 use crate::providers::{CortexMode, ProviderKind};
 use crate::routing::breaker::BreakerConfig;
 use crate::routing::classifier::{Classifier, ClassifierConfig};
+use crate::tls::ListenerTls;
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +76,8 @@ impl std::error::Error for ConfigErrors {}
 
 struct Checker<'a> {
     origin: &'a str,
+    /// Relative file paths in the config are read from here (the file's directory).
+    base: &'a Path,
     loc: Locator,
     problems: Vec<Problem>,
 }
@@ -115,8 +119,10 @@ impl Checker<'_> {
 }
 
 pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigErrors> {
+    let base = Path::new(origin).parent().unwrap_or(Path::new(""));
     let mut c = Checker {
         origin,
+        base,
         loc: Locator::new(src),
         problems: Vec::new(),
     };
@@ -315,17 +321,16 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigErrors> {
         state,
         alerts,
         budgets: Arc::new(BudgetSet::default()),
-        version: version_of(src),
+        version: String::new(),
+    })
+    .map(|mut cfg| {
+        cfg.version = version_of_all(src, &cfg.tls_material());
+        cfg
     })
 }
 
-/// First 12 hex digits of SHA-256 of the source.
-pub fn version_of(src: &str) -> String {
-    version_of_all(src, &[])
-}
-
-/// First 12 hex digits of SHA-256 over the source and every budget file (name and bytes).
-/// With no budget files it equals [`version_of`].
+/// First 12 hex digits of SHA-256 over the source and every budget file or TLS file
+/// digest (name and bytes).
 pub fn version_of_all(src: &str, files: &[(String, Vec<u8>)]) -> String {
     let mut h = Sha256::new();
     h.update(src.as_bytes());
@@ -484,13 +489,44 @@ fn check_server(c: &mut Checker, s: RawServer) -> ServerSettings {
     if s.max_sse_event_bytes < 1024 {
         c.report(&["server", "max_sse_event_bytes"], "must be at least 1024");
     }
+    let tls = s.tls.as_ref().and_then(|t| check_tls(c, "tls", t));
+    let admin_tls = s
+        .admin_tls
+        .as_ref()
+        .and_then(|t| check_tls(c, "admin_tls", t));
     ServerSettings {
+        tls,
+        admin_tls,
         listen: s.listen,
         admin_listen: s.admin_listen,
         threads: s.threads,
         max_body_bytes: s.max_body_bytes,
         max_sse_event_bytes: s.max_sse_event_bytes,
         shutdown_grace: Duration::from_secs(s.shutdown_grace_seconds),
+    }
+}
+
+/// Loads a listener's certificate and key, reporting an unreadable or mismatched file.
+fn check_tls(c: &mut Checker, table: &str, t: &RawTlsFiles) -> Option<ListenerTls> {
+    for (field, v) in [("cert", &t.cert), ("key", &t.key)] {
+        if v.trim().is_empty() {
+            c.report(&["server", table, field], "must name a PEM file");
+            return None;
+        }
+    }
+    let cert = c.base.join(&t.cert);
+    let key = c.base.join(&t.key);
+    match crate::tls::load_listener(&cert, &key) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            let field = if e.contains(&key.display().to_string()) && !e.contains("does not match") {
+                "key"
+            } else {
+                "cert"
+            };
+            c.report(&["server", table, field], e);
+            None
+        }
     }
 }
 
@@ -556,6 +592,20 @@ fn check_provider(c: &mut Checker, name: &str, p: RawProvider) -> ProviderConfig
         }
     };
     let kind = p.kind;
+    let ca = match &p.ca_file {
+        Some(f) if base.as_ref().is_some_and(|b| !b.tls) => {
+            c.report(&at("ca_file"), format!("`{f}` needs an https:// base_url"));
+            None
+        }
+        Some(f) => match crate::tls::load_ca(&c.base.join(f)) {
+            Ok(b) => Some(Arc::new(b)),
+            Err(e) => {
+                c.report(&at("ca_file"), e);
+                None
+            }
+        },
+        None => None,
+    };
     if p.api_key_env.is_some() && p.api_key_file.is_some() {
         c.report(
             &at("api_key_file"),
@@ -670,6 +720,7 @@ fn check_provider(c: &mut Checker, name: &str, p: RawProvider) -> ProviderConfig
             port: 443,
             path_prefix: String::new(),
         }),
+        ca,
         credential: credential.unwrap_or(CredentialSource::Env(String::new())),
         snowflake_token_type: token_type,
         timeouts: Timeouts {

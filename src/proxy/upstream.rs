@@ -157,7 +157,8 @@ impl Default for Upstreams {
 
 impl Upstreams {
     /// A peer for `provider`: address resolved without blocking a worker, TLS verified
-    /// against the system roots with the configured host name as SNI.
+    /// (certificate chain and host name, the configured host as SNI) against the
+    /// provider's `ca_file` when it has one, else the system roots.
     pub async fn peer(&self, provider: &ProviderConfig) -> Result<HttpPeer, GatewayError> {
         let base = &provider.base;
         let addr = self.resolve(&base.host, base.port, provider.kind).await?;
@@ -168,6 +169,11 @@ impl Upstreams {
         peer.options.idle_timeout = Some(t.pool_idle);
         peer.options.verify_cert = true;
         peer.options.verify_hostname = true;
+        if let Some(ca) = &provider.ca {
+            peer.options.ca = Some(ca.certs.clone());
+            // Pooled connections are keyed by trust setting too.
+            peer.group_key = ca.group_key();
+        }
         Ok(peer)
     }
 

@@ -45,6 +45,9 @@ pub struct SimOptions {
     /// Simulate prompt caching: a repeated prompt of at least 1024 tokens reports cached
     /// tokens (in 128-token steps), as OpenAI does.
     pub prompt_cache: bool,
+    /// Serve HTTPS with this config (see [`crate::tls::server_config_from_pem`]); the base
+    /// URL then names `localhost`, the host name test certificates are issued for.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A request as the server received it.
@@ -67,6 +70,7 @@ struct Shared {
     seen_prompts: Mutex<HashSet<u64>>,
     streams: Arc<StreamCounters>,
     connections: AtomicUsize,
+    tls_failures: AtomicUsize,
 }
 
 /// Locks a mutex, recovering the data if a holder panicked.
@@ -103,6 +107,7 @@ impl SimServer {
             seen_prompts: Mutex::new(HashSet::new()),
             streams: Arc::new(StreamCounters::default()),
             connections: AtomicUsize::new(0),
+            tls_failures: AtomicUsize::new(0),
         });
         let task = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(SimServer {
@@ -122,9 +127,18 @@ impl SimServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` in TLS mode.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.shared.opts.tls {
+            Some(_) => format!("https://localhost:{}", self.addr.port()),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// TLS handshakes that failed (a client that did not trust the certificate, or spoke
+    /// plain HTTP).
+    pub fn tls_failures(&self) -> usize {
+        self.shared.tls_failures.load(Ordering::SeqCst)
     }
 
     /// Queues a fault: the next chat request without a directive or header fault takes it.
@@ -210,6 +224,22 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
+    match shared.opts.tls.clone() {
+        None => serve_http(stream, shared).await,
+        Some(cfg) => match pingora::tls::TlsAcceptor::from(cfg).accept(stream).await {
+            Ok(tls) => serve_http(tls, shared).await,
+            Err(e) => {
+                shared.tls_failures.fetch_add(1, Ordering::SeqCst);
+                tracing::debug!(error = %e, "sim TLS handshake failed");
+            }
+        },
+    }
+}
+
+async fn serve_http<S>(stream: S, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req| {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(handle(&shared, req).await) }
