@@ -105,6 +105,12 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub max_sse_event_bytes: usize,
     pub shutdown_grace: Duration,
+    pub client_header_timeout: Duration,
+    pub client_body_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_json_depth: usize,
+    pub max_messages: usize,
+    pub max_n: u32,
 }
 
 /// Where a provider lives, parsed from `base_url`.
