@@ -23,6 +23,12 @@ pub enum GatewayError {
     /// Body larger than the configured limit.
     #[error("Request body is larger than the limit of {limit} bytes.")]
     BodyTooLarge { limit: usize },
+    /// Header block larger than the configured limit.
+    #[error("Request headers are larger than the limit of {limit} bytes.")]
+    HeadersTooLarge { limit: usize },
+    /// The client did not send its request body in time.
+    #[error("The request body did not arrive within {} ms.", .after.as_millis())]
+    RequestTimeout { after: Duration },
     /// The requested model is neither a configured model nor an alias.
     #[error("The model `{model}` does not exist or you do not have access to it.")]
     ModelNotFound { model: String },
@@ -170,6 +176,8 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { .. } => 400,
             GatewayError::BodyTooLarge { .. } => 413,
+            GatewayError::HeadersTooLarge { .. } => 431,
+            GatewayError::RequestTimeout { .. } => 408,
             GatewayError::ModelNotFound { .. } | GatewayError::RouteNotFound { .. } => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::UpstreamUnreachable { .. }
@@ -210,7 +218,7 @@ impl GatewayError {
             return "insufficient_quota";
         }
         match self.status() {
-            400 | 401 | 404 | 405 | 413 => "invalid_request_error",
+            400 | 401 | 404 | 405 | 408 | 413 | 431 => "invalid_request_error",
             429 => "rate_limit_error",
             _ => "api_error",
         }
@@ -221,6 +229,8 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { code, .. } => code.map(str::to_string),
             GatewayError::BodyTooLarge { .. } => Some("request_too_large".into()),
+            GatewayError::HeadersTooLarge { .. } => Some("request_header_too_large".into()),
+            GatewayError::RequestTimeout { .. } => Some("request_timeout".into()),
             GatewayError::ModelNotFound { .. } => Some("model_not_found".into()),
             GatewayError::RouteNotFound { .. } => Some("unknown_url".into()),
             GatewayError::MethodNotAllowed { .. } => Some("method_not_allowed".into()),
@@ -264,6 +274,8 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::BodyTooLarge { .. } => "body_too_large",
+            GatewayError::HeadersTooLarge { .. } => "headers_too_large",
+            GatewayError::RequestTimeout { .. } => "request_timeout",
             GatewayError::ModelNotFound { .. } => "model_not_found",
             GatewayError::RouteNotFound { .. } => "route_not_found",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -307,7 +319,9 @@ impl GatewayError {
                 error.kind,
                 UpstreamErrorKind::InvalidRequest | UpstreamErrorKind::ContextLength
             ),
-            GatewayError::InvalidRequest { .. } | GatewayError::BodyTooLarge { .. } => true,
+            GatewayError::InvalidRequest { .. }
+            | GatewayError::BodyTooLarge { .. }
+            | GatewayError::HeadersTooLarge { .. } => true,
             _ => false,
         }
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
@@ -17,6 +17,7 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::alerts::deliver::{ClusterClaim, Deliverer, DelivererService};
 use crate::providers::auth::Secret;
+use crate::proxy::conn::{ActiveConnections, GuardedApp};
 use crate::proxy::{Gateway, GatewayState};
 use crate::reload::{ReloadService, Reloader};
 
@@ -34,21 +35,27 @@ pub struct ServeOptions {
     pub reloader: Option<Arc<Reloader>>,
 }
 
-fn build(state: Arc<GatewayState>, opts: &ServeOptions) -> Server {
+fn build(state: Arc<GatewayState>, opts: &ServeOptions, active: Arc<ActiveConnections>) -> Server {
     let conf = ServerConf {
         threads: opts.threads,
+        // An upper bound: `run` returns as soon as the last client connection is done.
         grace_period_seconds: Some(opts.grace.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(5),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let state_for_admin = state.clone();
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway { state },
-        "tollgate",
-    );
+    let header_timeout = state.config.load().server.client_header_timeout;
+    let app = GuardedApp {
+        inner: Arc::new(pingora::proxy::http_proxy(
+            &server.configuration,
+            Gateway { state },
+        )),
+        header_timeout,
+        active,
+    };
+    let mut proxy = Service::new("tollgate".to_string(), app);
     match crate::tls::listener_settings(&state_for_admin, crate::tls::Listener::Public) {
         Some(tls) => proxy.add_tls_with_settings(&opts.listen, None, tls),
         None => proxy.add_tcp(&opts.listen),
@@ -98,9 +105,60 @@ fn build(state: Arc<GatewayState>, opts: &ServeOptions) -> Server {
 /// Runs until SIGTERM (graceful: stop accepting, let requests finish within the grace
 /// period) or SIGINT/SIGQUIT. Blocks the calling thread, which must not be inside a tokio
 /// runtime.
+///
+/// Pingora sleeps through the whole grace period after SIGTERM; this returns as soon as the
+/// last client connection has been served instead (the ledger, which also holds the alert
+/// outbox, is then committed and closed), leaving the sleeping server thread to the
+/// process exit.
 pub fn run(state: Arc<GatewayState>, opts: &ServeOptions) {
-    build(state.clone(), opts).run(RunArgs::default());
+    let active = Arc::new(ActiveConnections::default());
+    let server = build(state.clone(), opts, active.clone());
+    let mut phases = server.watch_execution_phase();
+    let pingora = std::thread::Builder::new()
+        .name("tollgate-server".into())
+        .spawn(move || server.run(RunArgs::default()));
+    let pingora = match pingora {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot start the server thread.");
+            return;
+        }
+    };
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match phases.blocking_recv() {
+            Ok(ExecutionPhase::ShutdownGracePeriod) => {
+                if drain(&active, opts.grace) {
+                    tracing::info!("Every in-flight request finished; exiting.");
+                    close_ledger(&state);
+                    return;
+                }
+                tracing::warn!(
+                    open = active.get(),
+                    "Grace period over with requests still running; they are cut off."
+                );
+                break;
+            }
+            Ok(ExecutionPhase::Terminated) | Err(RecvError::Closed) => break,
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+        }
+    }
+    let _ = pingora.join();
     close_ledger(&state);
+}
+
+/// Waits up to `grace` for every client connection to close; true when they all did.
+fn drain(active: &ActiveConnections, grace: Duration) -> bool {
+    let deadline = Instant::now() + grace;
+    loop {
+        if active.get() == 0 {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Commits every ledger record still queued (after the server stopped serving).
@@ -167,7 +225,7 @@ impl RunningGateway {
         let thread = std::thread::Builder::new()
             .name("tollgate-server".into())
             .spawn(move || {
-                let server = build(st.clone(), &opts);
+                let server = build(st.clone(), &opts, Arc::default());
                 server.run(RunArgs {
                     shutdown_signal: Box::new(StopSignal(tokio::sync::Mutex::new(Some(rx)))),
                 });

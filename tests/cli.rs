@@ -261,3 +261,97 @@ fn key_new_prints_a_key_once_and_stores_only_its_hash() {
     assert!(!unknown.status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Starts `serve --demo` with the shipped file (30 s grace) in a fresh directory.
+async fn serve_shipped(name: &str) -> (Serve, u16, std::path::PathBuf) {
+    let dir = tmp(name);
+    let file = dir.join("routes.toml");
+    std::fs::write(&file, std::fs::read_to_string(ROUTES).unwrap()).unwrap();
+    copy_budgets(&dir);
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--config")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let serve = Serve(child);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while version(&client, port).await.is_none() {
+        assert!(Instant::now() < deadline, "gateway did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (serve, port, dir)
+}
+
+/// Waits for the process to exit; returns its status and how long it took.
+async fn exit_of(serve: &mut Serve, limit: Duration) -> (std::process::ExitStatus, Duration) {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = serve.0.try_wait().unwrap() {
+            return (s, t0.elapsed());
+        }
+        assert!(t0.elapsed() < limit, "did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_at_once_when_idle_and_after_the_last_stream_when_busy() {
+    // Idle: well before the 30 s grace period.
+    let (mut serve, _, dir) = serve_shipped("sigterm-idle").await;
+    signal(&serve.0, "-TERM");
+    let (status, took) = exit_of(&mut serve, Duration::from_secs(25)).await;
+    println!("idle gateway exited {took:?} after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // A slow stream in flight: it completes, is in the ledger, and the process exits.
+    let (mut serve, port, dir) = serve_shipped("sigterm-stream").await;
+    let client = reqwest::Client::new();
+    let mut resp = client
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .json(
+            &serde_json::json!({"model": "gpt-4o-mini", "stream": true, "messages": [
+            {"role": "user", "content": "Tell me a story [[sim: chunk_delay_ms=150 words=20]]"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let mut body = String::from_utf8(resp.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    let t0 = Instant::now();
+    signal(&serve.0, "-TERM");
+    while let Some(c) = resp.chunk().await.unwrap() {
+        body.push_str(&String::from_utf8_lossy(&c));
+    }
+    assert!(body.ends_with("data: [DONE]\n\n"), "stream cut: {body}");
+    let (status, _) = exit_of(&mut serve, Duration::from_secs(25)).await;
+    let took = t0.elapsed();
+    println!("gateway with a stream in flight exited {took:?} after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    let ledger = tollgate::ledger::Ledger::open(
+        &dir.join("data").join(tollgate::ledger::FILE_NAME),
+        tollgate::ledger::LedgerOptions::default(),
+    )
+    .unwrap();
+    let rows = ledger
+        .recent(&tollgate::ledger::RecentFilter::default())
+        .unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.id == id)
+        .expect("stream in the ledger");
+    assert_eq!(row.status, 200);
+    assert!(row.output_tokens > 0);
+    drop(ledger);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -206,3 +206,209 @@ async fn stream_stalling_past_the_idle_timeout_ends_with_an_error_event() {
     assert!(t0.elapsed() < Duration::from_secs(5));
     h.stop().await;
 }
+
+// ---- Misbehaving upstreams: each ends in a clean client error (or a fallback before the
+// first byte), a ledger row with its status and error code, and metrics; never a panic or
+// a leaked upstream stream. ----
+
+/// Upstream timeouts short enough for the endless-stream test.
+const SHORT: &str = "{ connect_ms = 2000, first_byte_ms = 4000, idle_ms = 4000, total_ms = 4000 }";
+
+async fn billed(name: &str) -> common::dir::DirGateway {
+    common::dir::DirGateway::start_billed(
+        name,
+        |s| {
+            s.replace(common::TIMEOUTS, SHORT).replacen(
+                "[server]\n",
+                "[server]\nmax_sse_event_bytes = 16384\n",
+                1,
+            )
+        },
+        &[],
+        std::sync::Arc::new(tollgate::clock::SystemClock),
+    )
+    .await
+}
+
+/// The ledger row of request `id` (written just after the response ends).
+async fn ledger_row(g: &common::dir::DirGateway, id: &str) -> tollgate::ledger::LedgerRecord {
+    let ledger = g.state.billing.ledger.clone().expect("ledger open");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        ledger.flush().await.expect("flush");
+        let rows = ledger
+            .recent(&tollgate::ledger::RecentFilter {
+                limit: 500,
+                ..Default::default()
+            })
+            .expect("read ledger");
+        if let Some(r) = rows.into_iter().find(|r| r.id == id) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "no ledger row {id}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn request_id(r: &reqwest::Response) -> String {
+    r.headers()["x-request-id"].to_str().unwrap().to_string()
+}
+
+/// The metrics text has a sample of `family` with every one of `labels`.
+fn has_metric(g: &common::dir::DirGateway, family: &str, labels: &[&str]) -> bool {
+    g.state
+        .metrics
+        .render()
+        .lines()
+        .any(|l| l.starts_with(&format!("{family}{{")) && labels.iter().all(|x| l.contains(x)))
+}
+
+/// Asks `model` with `fault` queued on the simulated OpenAI; returns the response.
+async fn ask(
+    g: &common::dir::DirGateway,
+    model: &str,
+    stream: bool,
+    fault: Fault,
+) -> reqwest::Response {
+    g.openai.push_fault(fault);
+    g.chat(
+        None,
+        json!({"model": model, "stream": stream, "messages": user("Tell me a story")}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_html_and_error_bodies_with_200_are_clean_502s_recorded_and_counted() {
+    let g = billed("faults-garbage").await;
+    for (fault, stream) in [
+        (Fault::MalformedBody, false),
+        (Fault::TruncateAfterEvents(1), false),
+        (Fault::Html, false),
+        (Fault::Html, true),
+        (Fault::ErrorBodyOk, false),
+        (Fault::ErrorBodyOk, true),
+    ] {
+        // gpt-4-turbo has no fallback; attempts_per_model = 2 would retry, so the fault
+        // is set as the default for this round.
+        g.openai.set_default_fault(Some(fault.clone()));
+        let resp = ask(&g, "gpt-4-turbo", stream, fault.clone()).await;
+        let what = format!("{fault:?} stream={stream}");
+        let status = resp.status().as_u16();
+        assert!(
+            status == 502 || status == 500 || status == 503,
+            "{what}: {status}"
+        );
+        let id = request_id(&resp);
+        let body: serde_json::Value = resp.json().await.expect(&what);
+        let code = body["error"]["code"].as_str().unwrap_or("").to_string();
+        assert!(!code.is_empty(), "{what}: {body}");
+        let row = ledger_row(&g, &id).await;
+        assert_eq!(row.status, status, "{what}");
+        assert_eq!(row.error_code.as_deref(), Some(code.as_str()), "{what}");
+        assert!(
+            has_metric(
+                &g,
+                "tollgate_requests_total",
+                &[&format!("status=\"{status}\"")]
+            ),
+            "{what}"
+        );
+    }
+    g.openai.set_default_fault(None);
+    assert!(has_metric(
+        &g,
+        "tollgate_upstream_attempts_total",
+        &["outcome=\"upstream_malformed\"", "model=\"gpt-4-turbo\""]
+    ));
+    assert_eq!(g.openai.open_streams(), 0, "no upstream stream left open");
+    // Still serving (gpt-4-turbo's breaker may now be open; gpt-4o-mini falls back).
+    let ok = g
+        .chat(
+            None,
+            json!({"model": "gpt-4o-mini", "messages": user("hi")}),
+        )
+        .await;
+    assert_eq!(ok.status(), 200);
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_answer_before_the_first_byte_falls_back_to_the_next_model() {
+    let g = billed("faults-fallback").await;
+    g.openai.set_default_fault(Some(Fault::Html));
+    let resp = g
+        .chat(
+            None,
+            json!({"model": "gpt-4o-mini", "stream": true, "messages": user("hi")}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-tollgate-model"], "mistral-small");
+    let id = request_id(&resp);
+    let body = resp.text().await.unwrap();
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    let row = ledger_row(&g, &id).await;
+    assert_eq!(row.status, 200);
+    assert_eq!(row.served_model.as_deref(), Some("mistral-small"));
+    assert!(
+        row.attempts.contains("upstream_malformed"),
+        "{}",
+        row.attempts
+    );
+    assert!(has_metric(
+        &g,
+        "tollgate_upstream_attempts_total",
+        &["outcome=\"upstream_malformed\"", "model=\"gpt-4o-mini\""]
+    ));
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_streams_end_with_an_error_event_a_ledger_row_and_no_open_upstream() {
+    let g = billed("faults-streams").await;
+    let cases = [
+        (Fault::TruncateAfterEvents(3), "upstream_stream_interrupted"),
+        (Fault::MalformedBody, "upstream_invalid_response"),
+        (
+            Fault::OversizedEvent(64 * 1024),
+            "upstream_stream_interrupted",
+        ),
+        (
+            Fault::OversizedEvent(1 << 20),
+            "upstream_stream_interrupted",
+        ),
+        (Fault::Endless, "upstream_stream_interrupted"),
+    ];
+    let t0 = Instant::now();
+    for (fault, code) in cases {
+        let what = format!("{fault:?}");
+        let resp = ask(&g, "gpt-4-turbo", true, fault).await;
+        assert_eq!(resp.status(), 200, "{what}: the stream had begun");
+        let id = request_id(&resp);
+        let body = resp.text().await.unwrap();
+        assert!(!body.contains("[DONE]"), "{what}");
+        let last = sse_json(&body).pop().expect(&what);
+        assert_eq!(last["error"]["code"], code, "{what}: {last}");
+        let row = ledger_row(&g, &id).await;
+        assert_eq!(row.error_code.as_deref(), Some(code), "{what}");
+    }
+    // The endless stream was cut at the 4 s total timeout, not left running.
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while g.openai.open_streams() != 0 {
+        assert!(Instant::now() < deadline, "an upstream stream leaked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(has_metric(
+        &g,
+        "tollgate_upstream_attempts_total",
+        &["outcome=\"stream_interrupted\""]
+    ));
+    assert!(has_metric(
+        &g,
+        "tollgate_requests_total",
+        &["status=\"200\"", "model=\"gpt-4-turbo\""]
+    ));
+    g.stop().await;
+}

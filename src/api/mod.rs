@@ -6,12 +6,14 @@
 //! nothing, while translators for other providers read only the typed fields.
 
 pub mod chat;
+pub mod limits;
 pub mod response;
 
 pub use chat::{
     ChatRequest, Content, ContentPart, FunctionCall, FunctionDef, ImageUrl, Message, Role, Stop,
     StreamOptions, Tool, ToolCall, ToolChoice,
 };
+pub use limits::RequestLimits;
 pub use response::{
     ChatChunk, ChatCompletion, Choice, ChunkChoice, Delta, FunctionDelta, ResponseMessage,
     ToolCallDelta, UsageJson,

@@ -110,6 +110,12 @@ pub struct ServerSettings {
     pub tls: Option<crate::tls::ListenerTls>,
     /// HTTPS on the admin listener.
     pub admin_tls: Option<crate::tls::ListenerTls>,
+    pub client_header_timeout: Duration,
+    pub client_body_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_json_depth: usize,
+    pub max_messages: usize,
+    pub max_n: u32,
 }
 
 /// Where a provider lives, parsed from `base_url`.

@@ -52,6 +52,25 @@ pub struct RawServer {
     /// HTTPS on `admin_listen`.
     #[serde(default)]
     pub admin_tls: Option<RawTlsFiles>,
+    /// A request's header must arrive within this long (from the connection's start, or
+    /// from the first byte of a request on a kept-alive connection).
+    #[serde(default = "default_header_timeout")]
+    pub client_header_timeout_ms: u64,
+    /// A request's whole body must arrive within this long after its header.
+    #[serde(default = "default_body_timeout")]
+    pub client_body_timeout_ms: u64,
+    /// Largest accepted request header block (431 above it).
+    #[serde(default = "default_max_header")]
+    pub max_header_bytes: usize,
+    /// Deepest nesting of JSON arrays and objects accepted in a request body.
+    #[serde(default = "default_max_json_depth")]
+    pub max_json_depth: usize,
+    /// Most `messages` one request may carry.
+    #[serde(default = "default_max_messages")]
+    pub max_messages: usize,
+    /// Largest `n` (choices per request) accepted.
+    #[serde(default = "default_max_n")]
+    pub max_n: u32,
 }
 
 /// A listener's certificate chain and private key, PEM files (relative paths are read
@@ -76,6 +95,12 @@ impl Default for RawServer {
             shutdown_grace_seconds: default_grace(),
             tls: None,
             admin_tls: None,
+            client_header_timeout_ms: default_header_timeout(),
+            client_body_timeout_ms: default_body_timeout(),
+            max_header_bytes: default_max_header(),
+            max_json_depth: default_max_json_depth(),
+            max_messages: default_max_messages(),
+            max_n: default_max_n(),
         }
     }
 }
@@ -94,6 +119,24 @@ fn default_max_event() -> usize {
 }
 fn default_grace() -> u64 {
     30
+}
+fn default_header_timeout() -> u64 {
+    10_000
+}
+fn default_body_timeout() -> u64 {
+    30_000
+}
+fn default_max_header() -> usize {
+    64 * 1024
+}
+fn default_max_json_depth() -> usize {
+    64
+}
+fn default_max_messages() -> usize {
+    2048
+}
+fn default_max_n() -> u32 {
+    8
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -494,6 +494,29 @@ fn check_server(c: &mut Checker, s: RawServer) -> ServerSettings {
         .admin_tls
         .as_ref()
         .and_then(|t| check_tls(c, "admin_tls", t));
+    for (key, ms) in [
+        ("client_header_timeout_ms", s.client_header_timeout_ms),
+        ("client_body_timeout_ms", s.client_body_timeout_ms),
+    ] {
+        if !(100..=3_600_000).contains(&ms) {
+            c.report(&["server", key], "must be between 100 and 3600000");
+        }
+    }
+    if !(1024..=1024 * 1024).contains(&s.max_header_bytes) {
+        c.report(
+            &["server", "max_header_bytes"],
+            "must be between 1024 and 1048576",
+        );
+    }
+    if !(8..=1024).contains(&s.max_json_depth) {
+        c.report(&["server", "max_json_depth"], "must be between 8 and 1024");
+    }
+    if s.max_messages == 0 {
+        c.report(&["server", "max_messages"], "must be at least 1");
+    }
+    if s.max_n == 0 {
+        c.report(&["server", "max_n"], "must be at least 1");
+    }
     ServerSettings {
         tls,
         admin_tls,
@@ -503,6 +526,12 @@ fn check_server(c: &mut Checker, s: RawServer) -> ServerSettings {
         max_body_bytes: s.max_body_bytes,
         max_sse_event_bytes: s.max_sse_event_bytes,
         shutdown_grace: Duration::from_secs(s.shutdown_grace_seconds),
+        client_header_timeout: Duration::from_millis(s.client_header_timeout_ms),
+        client_body_timeout: Duration::from_millis(s.client_body_timeout_ms),
+        max_header_bytes: s.max_header_bytes,
+        max_json_depth: s.max_json_depth,
+        max_messages: s.max_messages,
+        max_n: s.max_n,
     }
 }
 

@@ -10,7 +10,7 @@ use super::chain;
 use super::ctx::RequestCtx;
 use super::respond::HeaderList;
 use super::GatewayState;
-use crate::api::ChatRequest;
+use crate::api::{ChatRequest, RequestLimits};
 use crate::billing::{Hold, Refusal};
 use crate::budget::{Caller, Policy};
 use crate::config::{Config, ModelConfig};
@@ -26,8 +26,6 @@ pub const TIER_HEADER: &str = "x-tollgate-tier";
 pub const MAX_COST_HEADER: &str = "x-tollgate-max-cost";
 /// Callers ask for a latency class from `routing.latency_classes`.
 pub const LATENCY_HEADER: &str = "x-tollgate-latency";
-/// Most `messages` one request may carry.
-const MAX_MESSAGES: usize = 100_000;
 
 /// What the handler did, for the caller to record.
 pub enum Handled {
@@ -45,12 +43,18 @@ pub async fn handle(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Handled {
-    let body = match read_body(session, config.server.max_body_bytes).await {
+    let s = &config.server;
+    let body = match read_body(session, s.max_body_bytes, s.client_body_timeout).await {
         Ok(b) => b,
         Err(Some(e)) => return Handled::Error(e),
         Err(None) => return Handled::ClientGone,
     };
-    let req = match parse_request(&body) {
+    let limits = RequestLimits {
+        max_json_depth: s.max_json_depth,
+        max_messages: s.max_messages,
+        max_n: s.max_n,
+    };
+    let req = match parse_request(&body, &limits) {
         Ok(r) => r,
         Err(e) => return Handled::Error(e),
     };
@@ -248,6 +252,21 @@ fn plan_request(
     plan::plan(config, &input, &|m: &ModelConfig| {
         state.latency.quantile(&chain::upstream_key(m), 0.5)
     })
+    .map_err(|e| match e {
+        // Name the field the client actually used.
+        GatewayError::InvalidRequest {
+            message,
+            param: Some(p),
+            code,
+        } if p == "max_tokens" && req.max_completion_tokens.is_some() => {
+            GatewayError::InvalidRequest {
+                message: message.replacen("max_tokens", "max_completion_tokens", 1),
+                param: Some("max_completion_tokens".into()),
+                code,
+            }
+        }
+        e => e,
+    })
 }
 
 /// Headers every response of a proxied request carries.
@@ -266,11 +285,22 @@ pub fn response_headers(ctx: &RequestCtx, config: &Config) -> HeaderList {
 }
 
 /// Parses and validates a chat request body, naming the offending field on error.
-pub fn parse_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
+pub fn parse_request(body: &[u8], limits: &RequestLimits) -> Result<ChatRequest, GatewayError> {
     if body.is_empty() {
         return Err(GatewayError::invalid(
             "The request body is empty; expected a JSON chat completion request.",
         ));
+    }
+    if let Err(deep) = crate::api::limits::check_depth(body, limits.max_json_depth) {
+        let message = format!(
+            "The request body nests arrays and objects more than {} levels deep.",
+            limits.max_json_depth
+        );
+        return Err(if deep.field.is_empty() {
+            GatewayError::invalid(message)
+        } else {
+            GatewayError::invalid_param(message, deep.field)
+        });
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     let req: ChatRequest = serde_path_to_error::deserialize(de).map_err(|e| {
@@ -292,9 +322,13 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
             "messages",
         ));
     }
-    if req.messages.len() > MAX_MESSAGES {
+    if req.messages.len() > limits.max_messages {
         return Err(GatewayError::invalid_param(
-            format!("'messages' may contain at most {MAX_MESSAGES} messages."),
+            format!(
+                "'messages' may contain at most {} messages; got {}.",
+                limits.max_messages,
+                req.messages.len()
+            ),
             "messages",
         ));
     }
@@ -307,6 +341,12 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
     if req.n == Some(0) {
         return Err(GatewayError::invalid_param("'n' must be at least 1.", "n"));
     }
+    if let Some(n) = req.n.filter(|n| *n > limits.max_n) {
+        return Err(GatewayError::invalid_param(
+            format!("'n' may be at most {}; got {n}.", limits.max_n),
+            "n",
+        ));
+    }
     if req.stream_options.is_some() && !req.is_stream() {
         return Err(GatewayError::invalid_param(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
@@ -316,8 +356,27 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
     Ok(req)
 }
 
-/// Reads the request body up to `limit` bytes. `Err(None)`: the client went away.
-async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Option<GatewayError>> {
+/// Reads the request body up to `limit` bytes within `within` (a client trickling its body
+/// gets a 408 rather than holding the connection). `Err(None)`: the client went away.
+async fn read_body(
+    session: &mut Session,
+    limit: usize,
+    within: std::time::Duration,
+) -> Result<Bytes, Option<GatewayError>> {
+    match tokio::time::timeout(within, read_body_unbounded(session, limit)).await {
+        Ok(r) => r,
+        Err(_) => {
+            // The connection cannot be reused with part of a body unread.
+            session.set_keepalive(None);
+            Err(Some(GatewayError::RequestTimeout { after: within }))
+        }
+    }
+}
+
+async fn read_body_unbounded(
+    session: &mut Session,
+    limit: usize,
+) -> Result<Bytes, Option<GatewayError>> {
     let too_large = || Some(GatewayError::BodyTooLarge { limit });
     let declared = session
         .req_header()
@@ -353,6 +412,7 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Option<
             Err(e) => {
                 return Err(match e.etype() {
                     pingora::ErrorType::ReadTimedout => {
+                        session.set_keepalive(None);
                         Some(GatewayError::invalid("Timed out reading the request body."))
                     }
                     _ if e.esource() == &pingora::ErrorSource::Downstream => None,

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod chain;
 pub mod chat;
+pub mod conn;
 pub mod ctx;
 pub mod exchange;
 pub mod respond;
@@ -99,7 +100,11 @@ impl Gateway {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
         let headers = chat::response_headers(ctx, &config);
+        let max_header = config.server.max_header_bytes;
         let result = match (method.as_str(), path.trim_end_matches('/')) {
+            _ if header_bytes(session.req_header()) > max_header => {
+                Err(GatewayError::HeadersTooLarge { limit: max_header })
+            }
             ("POST", "/v1/chat/completions" | "/chat/completions") => 'chat: {
                 ctx.route = "chat_completions";
                 match auth::caller(&config, session.req_header()) {
@@ -266,6 +271,14 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The size of a request's header block as sent: request line and `name: value` lines.
+fn header_bytes(h: &pingora::http::RequestHeader) -> usize {
+    let line = h.method.as_str().len() + h.uri.to_string().len() + 12;
+    h.headers
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
 
 /// `GET /v1/models`: every model and alias a client may ask for, plus `auto`.

@@ -78,15 +78,20 @@ pub fn plan(
     let mut skipped = Vec::new();
     let mut context_skips = 0;
     let mut cost_skips = 0;
+    // The largest output limit among models skipped only for the client's max_tokens.
+    let mut output_skips: Vec<u32> = Vec::new();
     for m in candidates {
         let output = output_tokens(config, &m, input.max_output_tokens);
-        if input.prompt_tokens + u64::from(output) > m.context_window
-            || input
-                .max_output_tokens
-                .is_some_and(|o| o > m.max_output_tokens)
-        {
+        let over_output = input
+            .max_output_tokens
+            .is_some_and(|o| o > m.max_output_tokens);
+        let over_context = input.prompt_tokens + u64::from(output) > m.context_window;
+        if over_context || over_output {
             skipped.push(format!("{}:context", m.name));
             context_skips += 1;
+            if over_output && !over_context {
+                output_skips.push(m.max_output_tokens);
+            }
             continue;
         }
         if let Some(ceiling) = input.max_cost {
@@ -113,32 +118,46 @@ pub fn plan(
         reason.push(format!("latency={class}"));
     }
     if chain.is_empty() {
-        return Err(if context_skips > 0 && cost_skips == 0 {
-            GatewayError::InvalidRequest {
-                message: format!(
+        let asked = input.max_output_tokens.unwrap_or(0);
+        return Err(
+            if output_skips.len() == context_skips && context_skips > 0 && cost_skips == 0 {
+                GatewayError::InvalidRequest {
+                    message: format!(
+                    "max_tokens is too large: {asked}. The models available for `{}` support at \
+                     most {} completion tokens.",
+                    input.requested_model,
+                    output_skips.iter().max().copied().unwrap_or(0)
+                ),
+                    param: Some("max_tokens".into()),
+                    code: Some("max_tokens_too_large"),
+                }
+            } else if context_skips > 0 && cost_skips == 0 {
+                GatewayError::InvalidRequest {
+                    message: format!(
                     "This request needs about {} prompt tokens plus its output, which no model \
                      available for `{}` can hold; shorten the messages or lower max_tokens.",
                     input.prompt_tokens, input.requested_model
                 ),
-                param: Some("messages".into()),
-                code: Some("context_length_exceeded"),
-            }
-        } else if cost_skips > 0 {
-            GatewayError::InvalidRequest {
-                message: format!(
+                    param: Some("messages".into()),
+                    code: Some("context_length_exceeded"),
+                }
+            } else if cost_skips > 0 {
+                GatewayError::InvalidRequest {
+                    message: format!(
                     "Every model available for `{}` is estimated to cost more than the ceiling \
                      of ${} for this request.",
                     input.requested_model,
                     input.max_cost.unwrap_or_default()
                 ),
-                param: None,
-                code: Some("max_cost_exceeded"),
-            }
-        } else {
-            GatewayError::NoUpstreamAvailable {
-                model: input.requested_model.to_string(),
-            }
-        });
+                    param: None,
+                    code: Some("max_cost_exceeded"),
+                }
+            } else {
+                GatewayError::NoUpstreamAvailable {
+                    model: input.requested_model.to_string(),
+                }
+            },
+        );
     }
     Ok(Plan {
         tier: tier_name,

@@ -72,6 +72,8 @@ pub(crate) struct SimBody {
     done: bool,
     exact_len: Option<u64>,
     guard: Option<StreamGuard>,
+    /// Sent again and again once the frames are out: the body never ends.
+    repeat: Option<Bytes>,
 }
 
 impl SimBody {
@@ -87,6 +89,7 @@ impl SimBody {
             end: BodyEnd::Clean,
             done: false,
             guard: None,
+            repeat: None,
         }
     }
 
@@ -101,7 +104,15 @@ impl SimBody {
             done: false,
             exact_len: None,
             guard: None,
+            repeat: None,
         }
+    }
+
+    /// A chunked body of `frames`, then `repeat` forever, `delay` apart.
+    pub fn endless(frames: Vec<Bytes>, repeat: Bytes, delay: Duration) -> Self {
+        let mut b = Self::frames(frames, delay, BodyEnd::Clean);
+        b.repeat = Some(repeat);
+        b
     }
 
     /// Attaches the open/aborted stream accounting.
@@ -140,8 +151,13 @@ impl Body for SimBody {
             }
             this.sleep = None;
         }
+        if this.frames.is_empty() {
+            if let Some(r) = &this.repeat {
+                this.frames.push_back(r.clone());
+            }
+        }
         if let Some(frame) = this.frames.pop_front() {
-            let more = !this.frames.is_empty();
+            let more = !this.frames.is_empty() || this.repeat.is_some();
             let pause = match this.end {
                 _ if more => this.delay,
                 BodyEnd::Reset => this.delay.max(RESET_FLUSH_PAUSE),

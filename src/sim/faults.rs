@@ -27,6 +27,14 @@ pub enum Fault {
     MalformedBody,
     /// Accept and read the request, never answer.
     Hang,
+    /// Stream: after the first event, one event whose data line is this many bytes.
+    OversizedEvent(usize),
+    /// Stream: never end (the events repeat, `chunk_delay` apart, 10 ms by default).
+    Endless,
+    /// `200 OK` whose body is the provider's error JSON.
+    ErrorBodyOk,
+    /// `200 OK` with an HTML page (`text/html`), as a misconfigured proxy would answer.
+    Html,
 }
 
 /// How a stream ends early.
@@ -46,6 +54,10 @@ pub(crate) struct FaultPlan {
     pub stream_end: Option<StreamEnd>,
     pub malformed: bool,
     pub hang: bool,
+    pub oversized_event: Option<usize>,
+    pub endless: bool,
+    pub error_body_ok: bool,
+    pub html: bool,
 }
 
 impl FaultPlan {
@@ -69,10 +81,17 @@ impl From<&Fault> for FaultPlan {
             Fault::StreamErrorAfterEvents(n) => p.stream_end = Some(StreamEnd::Error(*n)),
             Fault::MalformedBody => p.malformed = true,
             Fault::Hang => p.hang = true,
+            Fault::OversizedEvent(n) => p.oversized_event = Some(*n),
+            Fault::Endless => p.endless = true,
+            Fault::ErrorBodyOk => p.error_body_ok = true,
+            Fault::Html => p.html = true,
         }
         p
     }
 }
+
+/// The largest `huge_event=` size honoured (64 MiB).
+pub(crate) const MAX_EVENT: usize = 64 << 20;
 
 /// The largest `words=` value honoured (keeps a typo from allocating gigabytes).
 pub(crate) const MAX_WORDS: usize = 50_000;
@@ -154,6 +173,10 @@ impl Directive {
                 }
                 "malformed" => p.malformed = true,
                 "hang" => p.hang = true,
+                "huge_event" => p.oversized_event = count.map(|n| n.min(MAX_EVENT)),
+                "endless" => p.endless = true,
+                "error_body_200" => p.error_body_ok = true,
+                "html" => p.html = true,
                 "words" => {
                     if let Some(n) = count {
                         self.words = Some(n.min(MAX_WORDS));

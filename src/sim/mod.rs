@@ -36,6 +36,10 @@
 //! | `stream_error_after=N` | stream: send the provider's mid-stream error event after `N` events |
 //! | `malformed` | `200` with invalid JSON (non-stream) or one invalid JSON data line (stream) |
 //! | `hang` | read the request and never answer |
+//! | `huge_event=B` | stream: after the first event, one event of `B` bytes |
+//! | `endless` | stream: never end (events repeat `chunk_delay_ms` apart, default 10) |
+//! | `error_body_200` | `200` whose body is the provider's error JSON |
+//! | `html` | `200` with an HTML page as `text/html` |
 //! | `words=N` | output length in words (not a fault; combines with any of the above) |
 //!
 //! For a non-streaming request, `reset_after` sends the headers and half of the body and

@@ -372,6 +372,16 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<SimBody> {
         }
     }
 
+    if plan.html {
+        let page =
+            "<html><head><title>502 Bad Gateway</title></head><body>Bad Gateway</body></html>";
+        return response(HeaderMap::new(), "text/html", SimBody::full(page));
+    }
+    if plan.error_body_ok {
+        let e = provider.error_response(500, None, model, &meta);
+        return response(HeaderMap::new(), "application/json", SimBody::full(e.body));
+    }
+
     let ex = match provider.parse(&raw, json.clone(), &meta) {
         Ok(ex) => ex,
         Err(e) => return error_reply(e),
@@ -403,6 +413,25 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<SimBody> {
         let i = 1.min(events.len() - 1);
         events[i] = corrupt_event(&events[i]);
     }
+    if let Some(n) = plan.oversized_event {
+        let mut e = BytesMut::with_capacity(n + 8);
+        e.extend_from_slice(b"data: ");
+        e.resize(n.max(8) - 2, b'x');
+        e.extend_from_slice(b"\n\n");
+        events.insert(1.min(events.len()), e.freeze());
+    }
+    let delay = plan.chunk_delay.unwrap_or(shared.opts.chunk_delay);
+    if plan.endless && !events.is_empty() {
+        let repeat = events[events.len() / 2].clone();
+        let delay = if delay.is_zero() {
+            Duration::from_millis(10)
+        } else {
+            delay
+        };
+        let body = SimBody::endless(events, repeat, delay)
+            .guarded(StreamGuard::new(shared.streams.clone()));
+        return response(headers, "text/event-stream; charset=utf-8", body);
+    }
     let (frames, end) = match plan.stream_end {
         None => {
             events.extend(frames.terminal);
@@ -422,7 +451,6 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<SimBody> {
             (events, BodyEnd::Clean)
         }
     };
-    let delay = plan.chunk_delay.unwrap_or(shared.opts.chunk_delay);
     let body =
         SimBody::frames(frames, delay, end).guarded(StreamGuard::new(shared.streams.clone()));
     response(headers, "text/event-stream; charset=utf-8", body)
