@@ -385,3 +385,62 @@ async fn without_redis_fail_open_serves_and_fail_closed_refuses() {
     open.stop().await;
     shut.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_refunds_are_written_to_redis() {
+    let redis = RedisServer::start();
+    // fail_closed: any answer below came through Redis, none from a local fallback.
+    let g = DirGateway::start(
+        "rl-redis-tokens",
+        clustered(redis.url(), "fail_closed"),
+        &[("team", &budget("tokens_per_minute = 1000", ""))],
+    )
+    .await;
+    let r = g.chat(Some(KEY_A), small(600)).await;
+    assert_eq!(r.status(), 200);
+    let left = number(&r, "x-ratelimit-remaining-tokens");
+    assert!((300..400).contains(&left), "{left}");
+    r.json::<Value>().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = g.chat(Some(KEY_A), small(600)).await;
+        if r.status() == 200 {
+            break;
+        }
+        assert_limited(r, "tokens").await;
+        assert!(Instant::now() < deadline, "no refund in Redis within 5 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_unchanged_limits_counting_and_restarts_changed_ones() {
+    let g = DirGateway::start(
+        "rl-reload",
+        closed,
+        &[("team", &budget("requests_per_minute = 2", ""))],
+    )
+    .await;
+    for _ in 0..2 {
+        assert_eq!(g.chat(Some(KEY_A), small(20)).await.status(), 200);
+    }
+    assert_eq!(g.chat(Some(KEY_A), small(20)).await.status(), 429);
+    let path = g.dir.join("budgets/team.toml");
+
+    // Another setting changes: the limit keeps its count.
+    let v = g.state.config.load().version.clone();
+    let edited = budget("requests_per_minute = 2", "").replace("\"100\"", "\"200\"");
+    std::fs::write(&path, edited).unwrap();
+    let v = g.wait_for_reload(&v).await;
+    assert_eq!(g.chat(Some(KEY_A), small(20)).await.status(), 429);
+
+    // The limit itself changes: it starts afresh.
+    std::fs::write(&path, budget("requests_per_minute = 3", "")).unwrap();
+    g.wait_for_reload(&v).await;
+    let r = g.chat(Some(KEY_A), small(20)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(number(&r, "x-ratelimit-limit-requests"), 3);
+    assert_eq!(number(&r, "x-ratelimit-remaining-requests"), 2);
+    g.stop().await;
+}
