@@ -241,10 +241,16 @@ impl RateLimiter {
         };
         if !ok {
             let headers = headers(&cells, &backlogs);
+            // Of the limits that refused, name the one that frees up last: one that can
+            // never fit, else the longest wait.
+            let wait = |i: usize| {
+                (cells[i].cost <= cells[i].limit).then(|| gcra::retry_in(backlogs[i], incs[i]))
+            };
             let (i, cell) = cells
                 .iter()
                 .enumerate()
-                .find(|(i, _)| !gcra::admits(backlogs[*i], incs[*i]))
+                .filter(|(i, _)| !gcra::admits(backlogs[*i], incs[*i]))
+                .max_by_key(|(i, _)| wait(*i).map_or(Duration::MAX, |d| d))
                 .unwrap_or((0, &cells[0]));
             let detail = RateLimited {
                 budget: budget.name.clone(),
@@ -253,7 +259,7 @@ impl RateLimiter {
                 limit: cell.limit,
                 remaining: gcra::remaining(cell.limit, backlogs[i]),
                 requested: cell.cost,
-                retry_in: (cell.cost <= cell.limit).then(|| gcra::retry_in(backlogs[i], incs[i])),
+                retry_in: wait(i),
             };
             return Err(Refusal::Limited {
                 detail: Box::new(detail),

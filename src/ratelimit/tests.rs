@@ -99,3 +99,22 @@ async fn a_changed_limit_starts_a_fresh_cell_and_an_unchanged_one_keeps_its_coun
     let raised = team("[limits]\nrequests_per_minute = 3\n");
     assert!(l.acquire(&raised, None, 1).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_refusal_names_the_limit_that_frees_up_last() {
+    // Key a: 2 requests per minute (30 s each); the budget: 1000 tokens per minute.
+    let b = team("[limits]\ntokens_per_minute = 1000\n");
+    let l = limiter();
+    l.acquire(&b, Some("a"), 900).await.unwrap();
+    l.acquire(&b, Some("a"), 50).await.unwrap();
+    // Both the key's requests and the budget's tokens refuse; the tokens (900 of them
+    // back in 54 s) take longer than the key's next request (30 s).
+    let Err(Refusal::Limited { detail, .. }) = l.acquire(&b, Some("a"), 900).await else {
+        panic!("passes");
+    };
+    assert_eq!(
+        (detail.kind, detail.key_id.as_deref()),
+        (Kind::Tokens, None)
+    );
+    assert!(detail.retry_in.unwrap() > Duration::from_secs(50));
+}
