@@ -350,7 +350,7 @@ async fn two_replicas_on_one_redis_enforce_one_combined_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn without_redis_fail_open_serves_and_fail_closed_refuses() {
+async fn without_redis_fail_open_serves_and_fail_closed_refuses_until_it_returns() {
     let mut redis = RedisServer::start();
     let file = budget("requests_per_minute = 100", "");
     let open = DirGateway::start(
@@ -381,6 +381,19 @@ async fn without_redis_fail_open_serves_and_fail_closed_refuses() {
         let body: Value = r.json().await.unwrap();
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains("rate-limit state"), "{message}");
+    }
+    // Redis is back (empty): fail_closed serves again once it reconnects.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = shut.chat(Some(KEY_A), small(20)).await;
+        if r.status() == 200 {
+            assert_eq!(number(&r, "x-ratelimit-remaining-requests"), 99);
+            break;
+        }
+        assert_eq!(r.status(), 503);
+        assert!(Instant::now() < deadline, "no reconnect within 10 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     open.stop().await;
     shut.stop().await;
