@@ -1,7 +1,8 @@
 //! Rate limits end to end, through the real gateway to the simulated providers: requests
 //! and tokens per minute of a budget and of its keys, the 429 body and `x-ratelimit-*`
 //! headers (on successes and streams too), the token correction once real usage is known,
-//! one exact limit shared by two replicas through Redis, and both Redis failure policies.
+//! counts kept across a reload that leaves a limit unchanged, one exact limit shared by two
+//! replicas through Redis, and both Redis failure policies.
 //!
 //! Limits here refill slowly (one request every 6 to 12 s), so a burst sent within a
 //! second or two meets a limit that does not move while the test looks at it.
