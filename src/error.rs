@@ -92,6 +92,9 @@ pub enum GatewayError {
     /// The request does not fit in what is left of a budget whose policy refuses it.
     #[error("{0}")]
     BudgetExceeded(Box<BudgetExceeded>),
+    /// Over a requests- or tokens-per-minute limit of a budget or key.
+    #[error("{0}")]
+    RateLimited(Box<crate::ratelimit::RateLimited>),
     /// Budget state cannot be read or written (shared store down, fail-closed policy).
     #[error(
         "Budget accounting is unavailable ({detail}); the request was not sent. Retry shortly."
@@ -194,7 +197,7 @@ impl GatewayError {
             }
             GatewayError::Internal(_) => 500,
             GatewayError::InvalidApiKey { .. } => 401,
-            GatewayError::BudgetExceeded(_) => 429,
+            GatewayError::BudgetExceeded(_) | GatewayError::RateLimited(_) => 429,
             GatewayError::AccountingUnavailable { .. } => 503,
             GatewayError::Upstream { error, .. } => match error.kind {
                 UpstreamErrorKind::InvalidRequest | UpstreamErrorKind::ContextLength => 400,
@@ -216,6 +219,10 @@ impl GatewayError {
         if let GatewayError::BudgetExceeded(_) = self {
             // What OpenAI answers when an account's quota is spent.
             return "insufficient_quota";
+        }
+        if let GatewayError::RateLimited(r) = self {
+            // OpenAI names the limit that refused: `requests` or `tokens`.
+            return r.kind.as_str();
         }
         match self.status() {
             400 | 401 | 404 | 405 | 408 | 413 | 431 => "invalid_request_error",
@@ -250,6 +257,7 @@ impl GatewayError {
             GatewayError::Internal(_) => Some("internal_error".into()),
             GatewayError::InvalidApiKey { .. } => Some("invalid_api_key".into()),
             GatewayError::BudgetExceeded(_) => Some("budget_exceeded".into()),
+            GatewayError::RateLimited(_) => Some("rate_limit_exceeded".into()),
             GatewayError::AccountingUnavailable { .. } => Some("accounting_unavailable".into()),
             GatewayError::Upstream { error, .. } => Some(
                 error
@@ -295,6 +303,7 @@ impl GatewayError {
             GatewayError::Internal(_) => "internal",
             GatewayError::InvalidApiKey { .. } => "invalid_api_key",
             GatewayError::BudgetExceeded(_) => "budget_exceeded",
+            GatewayError::RateLimited(_) => "rate_limited",
             GatewayError::AccountingUnavailable { .. } => "accounting_unavailable",
         }
     }
@@ -336,6 +345,7 @@ impl GatewayError {
         match self {
             GatewayError::Upstream { error, .. } => error.retry_after,
             GatewayError::UpstreamCoolingDown { retry_in, .. } => Some(*retry_in),
+            GatewayError::RateLimited(r) => r.retry_in,
             _ => None,
         }
     }

@@ -34,6 +34,7 @@ pub mod money;
 pub mod pricing;
 pub mod providers;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reload;
 pub mod routing;
 pub mod server;

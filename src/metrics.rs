@@ -32,6 +32,7 @@ pub struct Metrics {
     /// Nano-dollars; exported as `tollgate_cost_dollars_total` at scrape time.
     cost_nanos: IntCounterVec,
     pub alerts: IntCounterVec,
+    pub rate_limited: IntCounterVec,
     pub alert_deliveries: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_info: IntGaugeVec,
@@ -141,6 +142,12 @@ impl Metrics {
                 "tollgate_alerts_total",
                 "Budget alerts claimed by this replica, by budget and threshold.",
                 &["budget", "threshold"],
+            ),
+            rate_limited: counter(
+                &r,
+                "tollgate_rate_limited_total",
+                "Requests refused by a rate limit, by budget, scope (budget, key) and kind (requests, tokens).",
+                &["budget", "scope", "kind"],
             ),
             alert_deliveries: counter(
                 &r,

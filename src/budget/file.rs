@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{Budget, KeyEntry, KeyHash, Policy, DEFAULT_THRESHOLDS};
+use super::{Budget, KeyEntry, KeyHash, Policy, RateLimits, DEFAULT_THRESHOLDS};
 use crate::config::locate::Locator;
 use crate::config::{ConfigErrors, Problem};
 use crate::money::Decimal9;
@@ -25,8 +25,23 @@ struct RawBudget {
     #[serde(default)]
     alerts: RawAlerts,
     #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
     keys: Vec<RawKey>,
 }
+
+/// `[limits]`, and the same two fields on a `[[keys]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default)]
+    requests_per_minute: Option<i64>,
+    #[serde(default)]
+    tokens_per_minute: Option<i64>,
+}
+
+/// Highest accepted rate limit, per minute (keeps the limiter's arithmetic exact).
+const MAX_PER_MINUTE: i64 = 1_000_000_000;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +58,10 @@ struct RawKey {
     #[serde(default)]
     #[allow(dead_code)]
     created: Option<String>,
+    #[serde(default)]
+    requests_per_minute: Option<i64>,
+    #[serde(default)]
+    tokens_per_minute: Option<i64>,
 }
 
 fn utc() -> String {
@@ -135,6 +154,27 @@ pub fn parse_budget(name: &str, src: &str, origin: &str) -> Result<Budget, Confi
             );
         }
     }
+    let limits = |problems: &mut Vec<Problem>, path: &[&str], raw: &RawLimits| {
+        let mut check = |field: &str, v: Option<i64>| {
+            let v = v?;
+            if (1..=MAX_PER_MINUTE).contains(&v) {
+                return Some(v as u64);
+            }
+            let mut at = path.to_vec();
+            at.push(field);
+            report(
+                problems,
+                &at,
+                format!("{field} must be a whole number from 1 to {MAX_PER_MINUTE}, got {v}"),
+            );
+            None
+        };
+        RateLimits {
+            requests_per_minute: check("requests_per_minute", raw.requests_per_minute),
+            tokens_per_minute: check("tokens_per_minute", raw.tokens_per_minute),
+        }
+    };
+    let budget_limits = limits(&mut problems, &["limits"], &raw.limits);
     let mut keys = Vec::with_capacity(raw.keys.len());
     for (i, k) in raw.keys.iter().enumerate() {
         let idx = i.to_string();
@@ -160,6 +200,14 @@ pub fn parse_budget(name: &str, src: &str, origin: &str) -> Result<Budget, Confi
             Some(hash) => keys.push(KeyEntry {
                 id: k.id.clone(),
                 hash,
+                limits: limits(
+                    &mut problems,
+                    &path,
+                    &RawLimits {
+                        requests_per_minute: k.requests_per_minute,
+                        tokens_per_minute: k.tokens_per_minute,
+                    },
+                ),
             }),
             None => report(
 &mut problems,
@@ -180,6 +228,7 @@ pub fn parse_budget(name: &str, src: &str, origin: &str) -> Result<Budget, Confi
             webhooks: raw.alerts.webhooks,
             keys,
             global: raw.global,
+            limits: budget_limits,
         }),
         _ => Err(ConfigErrors(problems)),
     }

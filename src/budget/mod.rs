@@ -4,7 +4,8 @@
 //! limit, the time zone its day starts in, alert thresholds, the policy once it is spent,
 //! alert webhooks, and the virtual API keys that bill to it (stored as SHA-256 hashes
 //! only). A budget marked `global = true` caps all traffic on top of each caller's own
-//! budget. [`BudgetSet`] is the validated, immutable set; it is part of the
+//! budget. A budget and each of its keys may also carry rate limits ([`RateLimits`],
+//! enforced by [`crate::ratelimit`]). [`BudgetSet`] is the validated, immutable set; it is part of the
 //! [`crate::config::Config`] snapshot, so budget files reload together with `routes.toml`
 //! under the same validate-then-swap rule.
 
@@ -49,12 +50,28 @@ impl Policy {
     }
 }
 
+/// Requests and tokens per minute allowed to a budget or a key; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+}
+
+impl RateLimits {
+    /// Neither limit is set.
+    pub fn is_empty(&self) -> bool {
+        self.requests_per_minute.is_none() && self.tokens_per_minute.is_none()
+    }
+}
+
 /// A virtual API key that bills to a budget. Only its hash is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyEntry {
     /// A name for the key, safe to log and show (never the key itself).
     pub id: String,
     pub hash: KeyHash,
+    /// This key's own limits, on top of the budget's.
+    pub limits: RateLimits,
 }
 
 /// One validated budget file.
@@ -76,9 +93,18 @@ pub struct Budget {
     pub keys: Vec<KeyEntry>,
     /// Caps all traffic, whatever budget it bills to.
     pub global: bool,
+    /// `[limits]`: shared by every key of the budget.
+    pub limits: RateLimits,
 }
 
 impl Budget {
+    /// The limits of key `id` (none for an unknown id or an anonymous caller).
+    pub fn key_limits(&self, id: Option<&str>) -> RateLimits {
+        id.and_then(|id| self.keys.iter().find(|k| k.id == id))
+            .map(|k| k.limits)
+            .unwrap_or_default()
+    }
+
     /// The budget's day (`YYYY-MM-DD` in its time zone) at `now`.
     pub fn day_at(&self, now: Timestamp) -> String {
         now.to_zoned(self.timezone.clone()).date().to_string()

@@ -135,3 +135,47 @@ fn a_directory_loads_sorted_and_a_missing_one_is_empty() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(BudgetSet::load_dir(&dir).unwrap().0.is_empty());
 }
+
+#[test]
+fn rate_limits_are_read_for_the_budget_and_each_key() {
+    let h = KeyHash::of("tg-a").to_hex();
+    let b = budget(&format!(
+        "daily_limit = 1\n[limits]\nrequests_per_minute = 600\ntokens_per_minute = 200000\n\
+         [[keys]]\nid = \"a\"\nsha256 = \"{h}\"\nrequests_per_minute = 60\n"
+    ));
+    assert_eq!(b.limits.requests_per_minute, Some(600));
+    assert_eq!(b.limits.tokens_per_minute, Some(200_000));
+    let a = b.key_limits(Some("a"));
+    assert_eq!(
+        (a.requests_per_minute, a.tokens_per_minute),
+        (Some(60), None)
+    );
+    assert!(b.key_limits(None).is_empty() && b.key_limits(Some("zz")).is_empty());
+    assert!(budget("daily_limit = 1\n").limits.is_empty());
+}
+
+#[test]
+fn bad_rate_limits_are_reported_with_their_line() {
+    let h = KeyHash::of("tg-a").to_hex();
+    let ps = problems(&format!(
+        "daily_limit = 1\n[limits]\nrequests_per_minute = 0\ntokens_per_minute = -5\n\
+         [[keys]]\nid = \"a\"\nsha256 = \"{h}\"\ntokens_per_minute = 0\n"
+    ));
+    let rpm = ps
+        .iter()
+        .find(|p| p.path == "limits.requests_per_minute")
+        .expect("rpm reported");
+    assert_eq!(rpm.line, Some(3));
+    assert!(rpm.message.contains("from 1"), "{}", rpm.message);
+    let tpm = ps.iter().find(|p| p.path == "limits.tokens_per_minute");
+    assert_eq!(tpm.expect("tpm reported").line, Some(4));
+    assert!(
+        ps.iter().any(|p| p.path == "keys.0.tokens_per_minute"),
+        "{ps:?}"
+    );
+    let unknown = problems("daily_limit = 1\n[limits]\nrequests_per_second = 5\n");
+    assert!(unknown[0].message.contains("requests_per_second"));
+    assert_eq!(unknown[0].line, Some(3));
+    let fractional = problems("daily_limit = 1\n[limits]\nrequests_per_minute = 1.5\n");
+    assert_eq!(fractional[0].line, Some(3));
+}

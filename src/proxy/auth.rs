@@ -65,6 +65,7 @@ fn anonymous(config: &Config) -> Caller {
             webhooks: Vec::new(),
             keys: Vec::new(),
             global: false,
+            limits: Default::default(),
         })
     });
     Caller {

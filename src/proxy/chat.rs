@@ -70,6 +70,9 @@ pub async fn handle(
         .map_or(Encoding::Cl100k, |m| Encoding::for_model(&m.upstream));
     let classification = config.classifier.classify_with(&req, encoding);
     ctx.prompt_tokens = classification.prompt_tokens;
+    if let Err(e) = super::limits::admit(state, config, &req, &caller, ctx).await {
+        return Handled::Error(e);
+    }
     let mut plan = match plan_request(state, config, session, &req, &caller, &classification) {
         Ok(p) => p,
         Err(e) => return Handled::Error(e),
@@ -281,6 +284,7 @@ pub fn response_headers(ctx: &RequestCtx, config: &Config) -> HeaderList {
     if !ctx.route_reason.is_empty() {
         h.push(("x-tollgate-route-reason", ctx.route_reason.clone()));
     }
+    h.extend(ctx.rate_headers.iter().cloned());
     h
 }
 

@@ -63,6 +63,10 @@ pub struct RequestCtx {
     pub output_text: String,
     /// What the request cost, nano-dollars (set when it is billed).
     pub cost_nanos: u64,
+    /// `x-ratelimit-*` headers, when a rate limit applies.
+    pub rate_headers: Vec<(&'static str, String)>,
+    /// Token estimate taken from the rate limits, corrected when the request ends.
+    pub rate_ticket: Option<crate::ratelimit::Ticket>,
 }
 
 impl RequestCtx {
@@ -88,6 +92,8 @@ impl RequestCtx {
             prompt_tokens: 0,
             output_text: String::new(),
             cost_nanos: 0,
+            rate_headers: Vec::new(),
+            rate_ticket: None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod chat;
 pub mod conn;
 pub mod ctx;
 pub mod exchange;
+pub mod limits;
 pub mod respond;
 pub mod upstream;
 
@@ -43,6 +44,8 @@ pub struct GatewayState {
     pub latency: LatencyTracker,
     /// Budget reservations, the ledger and alerts.
     pub billing: crate::billing::Billing,
+    /// Requests and tokens per minute of budgets and keys; they outlive config reloads.
+    pub ratelimit: crate::ratelimit::RateLimiter,
     pub reload_status: parking_lot::Mutex<ReloadStatus>,
     /// Set when the gateway serves a file that can be reloaded.
     pub reloader: std::sync::OnceLock<Arc<Reloader>>,
@@ -65,7 +68,10 @@ impl GatewayState {
         credentials: Credentials,
         billing: crate::billing::Billing,
     ) -> Arc<Self> {
+        let ratelimit =
+            crate::ratelimit::RateLimiter::from_state(&config.state, billing.clock.clone());
         Arc::new(GatewayState {
+            ratelimit,
             breakers: Breakers::new(config.breaker.clone()),
             config: ArcSwap::from_pointee(config),
             credentials: ArcSwap::from_pointee(credentials),
@@ -157,6 +163,7 @@ impl Gateway {
             Err(e) => {
                 ctx.status = e.status();
                 let mut h = headers;
+                h.extend(ctx.rate_headers.iter().cloned());
                 if !ctx.attempts.is_empty() {
                     h.push(("x-tollgate-attempts", ctx.attempts_header()));
                 }
@@ -220,6 +227,9 @@ impl Gateway {
             .await;
         ctx.usage = Some(usage);
         ctx.cost_nanos = cost;
+        if let Some(ticket) = ctx.rate_ticket.take() {
+            self.state.ratelimit.settle(ticket, usage.total()).await;
+        }
     }
 
     fn record_metrics(&self, ctx: &RequestCtx) {

@@ -56,6 +56,10 @@ pub async fn error(
         // OpenAI SDKs retry a 429 unless told not to; a spent budget will not recover in
         // seconds.
         GatewayError::BudgetExceeded(_) => extra.push(("x-should-retry", "false".into())),
+        // More tokens than the whole limit: no wait makes it fit.
+        GatewayError::RateLimited(r) if r.retry_in.is_none() => {
+            extra.push(("x-should-retry", "false".into()))
+        }
         GatewayError::InvalidApiKey { .. } => {
             extra.push(("www-authenticate", "Bearer realm=\"tollgate\"".into()))
         }
