@@ -45,6 +45,9 @@ pub struct SimOptions {
     /// Simulate prompt caching: a repeated prompt of at least 1024 tokens reports cached
     /// tokens (in 128-token steps), as OpenAI does.
     pub prompt_cache: bool,
+    /// Keep no copy of the requests received ([`SimServer::requests`] stays empty), so that
+    /// a long-running server under load keeps a flat memory footprint.
+    pub discard_requests: bool,
 }
 
 /// A request as the server received it.
@@ -86,13 +89,22 @@ impl SimServer {
     /// Binds `127.0.0.1:0` and serves on the current tokio runtime until dropped or shut
     /// down. Fails with `Unsupported` for a provider that has no simulator yet.
     pub async fn start(kind: ProviderKind, opts: SimOptions) -> std::io::Result<SimServer> {
+        Self::start_on(kind, opts, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Like [`SimServer::start`], on `addr` (port 0 picks a free port).
+    pub async fn start_on(
+        kind: ProviderKind,
+        opts: SimOptions,
+        addr: SocketAddr,
+    ) -> std::io::Result<SimServer> {
         let provider = provider_for(kind).ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
                 format!("no simulated {kind} provider"),
             )
         })?;
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             provider,
@@ -269,13 +281,15 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<SimBody> {
             return resp;
         }
     };
-    lock(&shared.requests).push(RecordedRequest {
-        method: parts.method.clone(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().map(str::to_string),
-        headers: parts.headers.clone(),
-        body: raw.clone(),
-    });
+    if !shared.opts.discard_requests {
+        lock(&shared.requests).push(RecordedRequest {
+            method: parts.method.clone(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().map(str::to_string),
+            headers: parts.headers.clone(),
+            body: raw.clone(),
+        });
+    }
 
     match provider.route(&parts.method, parts.uri.path()) {
         Route::NotFound => {
