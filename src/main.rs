@@ -1,6 +1,6 @@
 //! The `tollgate` command: `serve` runs the gateway, `check` validates a `routes.toml`,
 //! `key new` creates a virtual API key, `eval-router` measures the classifier on labelled
-//! prompts.
+//! prompts, `sim` runs the simulated providers on their own (for load benchmarks).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +62,23 @@ enum Command {
         /// Also list the prompts routed against their label, with the classifier's reason.
         #[arg(long)]
         show_misses: bool,
+    },
+    /// Run the simulated providers alone, on fixed ports, until SIGINT or SIGTERM (an
+    /// upstream for benchmarks): OpenAI on PORT, Anthropic on PORT+1, Mistral on PORT+2,
+    /// Cortex on PORT+3. Any non-empty credential is accepted; requests are not recorded.
+    Sim {
+        /// HOST:PORT of the first simulator.
+        #[arg(long, default_value = "127.0.0.1:8180")]
+        listen: std::net::SocketAddr,
+        /// Delay between stream events, in milliseconds (a fault directive overrides it).
+        #[arg(long, default_value_t = 0)]
+        chunk_delay_ms: u64,
+        /// Delay before response headers, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        first_byte_delay_ms: u64,
+        /// Worker threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
     /// Manage virtual API keys.
     Key {
@@ -126,7 +143,68 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
         } => serve(config, demo, listen, admin_listen),
+        Command::Sim {
+            listen,
+            chunk_delay_ms,
+            first_byte_delay_ms,
+            threads,
+        } => {
+            let opts = SimOptions {
+                chunk_delay: std::time::Duration::from_millis(chunk_delay_ms),
+                first_byte_delay: std::time::Duration::from_millis(first_byte_delay_ms),
+                discard_requests: true,
+                ..SimOptions::default()
+            };
+            run_sim(listen, opts, threads)
+        }
     }
+}
+
+/// `tollgate sim`: every simulator on consecutive ports from `first`, until a signal.
+fn run_sim(first: std::net::SocketAddr, opts: SimOptions, threads: usize) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("tollgate-sim")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let mut servers = Vec::new();
+        for (i, kind) in ProviderKind::ALL.into_iter().enumerate() {
+            let mut addr = first;
+            addr.set_port(first.port().saturating_add(i as u16));
+            match tollgate::sim::SimServer::start_on(kind, opts.clone(), addr).await {
+                Ok(s) => {
+                    println!("{kind} {}", s.base_url());
+                    servers.push(s);
+                }
+                Err(e) => {
+                    eprintln!("cannot start the simulated {kind} provider on {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cannot watch SIGTERM: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        drop(servers);
+        ExitCode::SUCCESS
+    })
 }
 
 fn serve(

@@ -9,7 +9,9 @@ use crate::error::GatewayError;
 /// Headers added to every response of a request (request id, config version, …).
 pub type HeaderList = Vec<(&'static str, String)>;
 
-/// Builds a response header with `extra` headers and a known body length.
+/// Builds a response header with `extra` headers, for a body of known length (`len`) or, with
+/// `None`, a chunked body (an event stream). Without either framing header the body would
+/// end only when the connection closes, so the client could not reuse it.
 pub fn header(
     status: u16,
     content_type: &str,
@@ -18,8 +20,9 @@ pub fn header(
 ) -> pingora::Result<Box<ResponseHeader>> {
     let mut h = ResponseHeader::build(status, Some(4 + extra.len()))?;
     h.insert_header("content-type", content_type)?;
-    if let Some(n) = len {
-        h.insert_header("content-length", n.to_string())?;
+    match len {
+        Some(n) => h.insert_header("content-length", n.to_string())?,
+        None => h.insert_header("transfer-encoding", "chunked")?,
     }
     for (k, v) in extra {
         h.append_header(*k, v.as_str())?;

@@ -48,6 +48,9 @@ pub struct SimOptions {
     /// Serve HTTPS with this config (see [`crate::tls::server_config_from_pem`]); the base
     /// URL then names `localhost`, the host name test certificates are issued for.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Keep no copy of the requests received ([`SimServer::requests`] stays empty), so that
+    /// a long-running server under load keeps a flat memory footprint.
+    pub discard_requests: bool,
 }
 
 /// A request as the server received it.
@@ -90,13 +93,22 @@ impl SimServer {
     /// Binds `127.0.0.1:0` and serves on the current tokio runtime until dropped or shut
     /// down. Fails with `Unsupported` for a provider that has no simulator yet.
     pub async fn start(kind: ProviderKind, opts: SimOptions) -> std::io::Result<SimServer> {
+        Self::start_on(kind, opts, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Like [`SimServer::start`], on `addr` (port 0 picks a free port).
+    pub async fn start_on(
+        kind: ProviderKind,
+        opts: SimOptions,
+        addr: SocketAddr,
+    ) -> std::io::Result<SimServer> {
         let provider = provider_for(kind).ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
                 format!("no simulated {kind} provider"),
             )
         })?;
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             provider,
@@ -299,13 +311,15 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<SimBody> {
             return resp;
         }
     };
-    lock(&shared.requests).push(RecordedRequest {
-        method: parts.method.clone(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().map(str::to_string),
-        headers: parts.headers.clone(),
-        body: raw.clone(),
-    });
+    if !shared.opts.discard_requests {
+        lock(&shared.requests).push(RecordedRequest {
+            method: parts.method.clone(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().map(str::to_string),
+            headers: parts.headers.clone(),
+            body: raw.clone(),
+        });
+    }
 
     match provider.route(&parts.method, parts.uri.path()) {
         Route::NotFound => {

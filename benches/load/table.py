@@ -1,0 +1,116 @@
+"""Prints the tables of benches/load.sh from its key=value result lines.
+
+usage: table.py RESULTS CLK_TCK DURATION
+"""
+
+import datetime
+import os
+import sys
+
+
+def parse(path):
+    rows, notes = [], []
+    with open(path) as f:
+        for line in f:
+            words = line.split()
+            if not words:
+                continue
+            if "=" not in words[0]:
+                notes.append((words[0], dict(w.split("=", 1) for w in words[1:] if "=" in w)))
+                continue
+            rows.append(dict(w.split("=", 1) for w in words if "=" in w))
+    return rows, notes
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def us(v):
+    v = num(v)
+    if v is None:
+        return "-"
+    return f"{v / 1000:.2f} ms" if v >= 10000 else f"{v:.0f} µs"
+
+
+def added(v, base):
+    v, base = num(v), num(base)
+    if v is None or base is None:
+        return "-"
+    d = v - base
+    sign = "+" if d >= 0 else "−"
+    d = abs(d)
+    return f"{sign}{d / 1000:.2f} ms" if d >= 10000 else f"{sign}{d:.0f} µs"
+
+
+def main():
+    rows, notes = parse(sys.argv[1])
+    ticks = float(sys.argv[2])
+    duration = sys.argv[3]
+    key = lambda r: (r["mode"], r["c"])
+    direct = {key(r): r for r in rows if r["target"] == "direct"}
+    passthrough = {key(r): r for r in rows if r["target"] == "passthrough"}
+
+    print()
+    print(f"tollgate load benchmark, {datetime.date.today().isoformat()}, "
+          f"{os.cpu_count()} cores, {duration} s per cell, loopback; "
+          "added = this target's percentile minus direct's")
+    print()
+    head = ("| target | stream | c | req/s | vs pass-through | p50 | p99 | added p50 | added p99 "
+            "| TTFT p50 | TTFT p99 | added TTFT p50 | proxy CPU s/1k req | peak RSS | errors |")
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for r in rows:
+        if r["mode"] not in ("plain", "stream"):
+            continue
+        d = direct.get(key(r), {})
+        p = passthrough.get(key(r), {})
+        rps = num(r.get("rps"))
+        ratio = "-"
+        if r["target"] not in ("direct", "passthrough") and num(p.get("rps")):
+            ratio = f"{100 * rps / num(p['rps']):.0f}%"
+        cpu = "-"
+        if r["target"] != "direct" and num(r.get("requests")):
+            cpu = f"{num(r['cpu_ticks']) / ticks / num(r['requests']) * 1000:.3f}"
+        rss = "-" if r["target"] == "direct" else f"{num(r['hwm_kib']) / 1024:.0f} MiB"
+        is_direct = r["target"] == "direct"
+        print("| " + " | ".join([
+            r["target"], "yes" if r["mode"] == "stream" else "no", r["c"],
+            f"{rps:.0f}", ratio, us(r["p50_us"]), us(r["p99_us"]),
+            "-" if is_direct else added(r["p50_us"], d.get("p50_us")),
+            "-" if is_direct else added(r["p99_us"], d.get("p99_us")),
+            us(r.get("ttft_p50_us")), us(r.get("ttft_p99_us")),
+            "-" if is_direct or r["mode"] != "stream"
+            else added(r.get("ttft_p50_us"), d.get("ttft_p50_us")),
+            cpu, rss, r["errors"],
+        ]) + " |")
+
+    paced = [r for r in rows if r["mode"] == "paced"]
+    if paced:
+        base = next((r for r in paced if r["target"] == "direct"), {})
+        print()
+        print("Paced stream, c=1: 10 words, 20 ms between upstream events (a chunk held back "
+              "would add 20 ms)")
+        print()
+        print("| target | TTFT p50 | added | stream end p50 | added | errors |")
+        print("|---|---|---|---|---|---|")
+        for r in paced:
+            print(f"| {r['target']} | {us(r['ttft_p50_us'])} | "
+                  f"{added(r['ttft_p50_us'], base.get('ttft_p50_us'))} | "
+                  f"{us(r['total_p50_us'])} | {added(r['total_p50_us'], base.get('total_p50_us'))} "
+                  f"| {r['errors']} |")
+
+    if notes:
+        print()
+        for kind, n in notes:
+            if kind == "idle":
+                print(f"{n['target']}: RSS after start {num(n['rss_kib']) / 1024:.1f} MiB")
+            elif kind == "warm":
+                print(f"{n['target']}: RSS after 6 requests {num(n['rss_kib']) / 1024:.1f} MiB "
+                      f"(routed to {n.get('route', '?')})")
+
+
+main()
