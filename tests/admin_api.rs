@@ -346,12 +346,8 @@ async fn csv_export_streams_exactly_the_rows_of_a_date_range_and_budget_in_chunk
 
     let started = Instant::now();
     let mut r = g
-        .client
-        .get(g.admin_url("/admin/api/export.csv?from=2025-03-02&to=2025-03-03&budget=team"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+        .admin_get("/admin/api/export.csv?from=2025-03-02&to=2025-03-03&budget=team")
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["transfer-encoding"], "chunked");
     assert!(r.headers().get("content-length").is_none());
@@ -406,13 +402,7 @@ async fn csv_export_streams_exactly_the_rows_of_a_date_range_and_budget_in_chunk
     );
 
     // Today's export (the default range) holds the real traffic; RFC 3339 bounds work too.
-    let r = g
-        .client
-        .get(g.admin_url("/admin/api/export.csv"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let r = g.admin_get("/admin/api/export.csv").await;
     assert_eq!(r.status(), 200);
     let today_csv = r.text().await.unwrap();
     assert_eq!(
@@ -420,14 +410,10 @@ async fn csv_export_streams_exactly_the_rows_of_a_date_range_and_budget_in_chunk
         REQUESTS + 1
     );
     let r = g
-        .client
-        .get(g.admin_url(
+        .admin_get(
             "/admin/api/export.csv?from=2025-03-01T00:00:10Z&to=2025-03-01T00:00:13Z&budget=ops",
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+        )
+        .await;
     let ids: Vec<String> = r
         .text()
         .await
@@ -449,12 +435,8 @@ async fn csv_export_streams_exactly_the_rows_of_a_date_range_and_budget_in_chunk
     // A client that leaves after the first chunk stops the export; the listener and the
     // ledger's readers keep serving.
     let mut r = g
-        .client
-        .get(g.admin_url("/admin/api/export.csv?from=2025-03-01&to=2025-03-04"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+        .admin_get("/admin/api/export.csv?from=2025-03-01&to=2025-03-04")
+        .await;
     assert!(r.chunk().await.unwrap().is_some());
     drop(r);
     for _ in 0..3 {
@@ -497,13 +479,7 @@ async fn admin_routes_need_the_token_and_the_public_listener_serves_none_of_them
             assert_eq!(e["error"]["type"], "admin_error");
             assert!(e["error"].get("param").is_some() && e["error"]["message"].is_string());
         }
-        let r = g
-            .client
-            .get(g.admin_url(path))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap();
+        let r = g.admin_get(path).await;
         assert_eq!(r.status(), 200, "{path}");
         // The public listener knows none of them, token or not.
         let r = g
@@ -566,34 +542,16 @@ async fn bad_parameters_unknown_routes_and_wrong_methods_get_json_errors() {
         ),
     ];
     for (path, param) in cases {
-        let r = g
-            .client
-            .get(g.admin_url(path))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap();
+        let r = g.admin_get(path).await;
         assert_eq!(r.status(), 400, "{path}");
         let e: Value = r.json().await.unwrap();
         assert_eq!(e["error"]["param"], param, "{path}: {e}");
         assert_eq!(e["error"]["type"], "invalid_request_error");
         assert_eq!(e["error"]["code"], "invalid_parameter");
     }
-    let r = g
-        .client
-        .get(g.admin_url("/admin/api"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let r = g.admin_get("/admin/api").await;
     assert_eq!(r.status(), 404);
-    let r = g
-        .client
-        .get(g.admin_url("/admin/api/nope"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let r = g.admin_get("/admin/api/nope").await;
     assert_eq!(r.status(), 404);
     let r = g
         .client
