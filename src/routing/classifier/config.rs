@@ -61,27 +61,6 @@ impl Default for Weights {
     }
 }
 
-impl Weights {
-    /// The weights in the order of [`Signals::NAMES`].
-    pub fn values(&self) -> [f64; 13] {
-        [
-            self.code,
-            self.math,
-            self.reasoning,
-            self.extraction,
-            self.simple,
-            self.tools,
-            self.json,
-            self.length,
-            self.system,
-            self.depth,
-            self.short_output,
-            self.long_output,
-            self.non_english,
-        ]
-    }
-}
-
 /// `[classifier.keywords]`: cue words added to the built-in lists of each family.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -94,61 +94,55 @@ fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
-/// Every signal of one request, each in `0..=1`.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Signals {
-    pub code: f64,
-    pub math: f64,
-    pub reasoning: f64,
-    pub extraction: f64,
-    pub simple: f64,
-    pub tools: f64,
-    pub json: f64,
-    pub length: f64,
-    pub system: f64,
-    pub depth: f64,
-    pub short_output: f64,
-    pub long_output: f64,
-    pub non_english: f64,
+/// Declares the signal set once: the [`Signals`] struct, the names in order, and the
+/// `values()` of both [`Signals`] and [`super::Weights`] (which has a field per signal).
+macro_rules! signal_set {
+    ($($name:ident),+ $(,)?) => {
+        /// Every signal of one request, each in `0..=1`.
+        #[derive(Debug, Clone, Copy, Default, PartialEq)]
+        pub struct Signals {
+            $(pub $name: f64,)+
+        }
+
+        /// How many signals there are.
+        pub const SIGNAL_COUNT: usize = [$(stringify!($name)),+].len();
+
+        impl Signals {
+            /// Signal names as they appear in `[classifier.weights]` and in reasons.
+            pub const NAMES: [&'static str; SIGNAL_COUNT] = [$(stringify!($name)),+];
+
+            /// The values in the order of [`Signals::NAMES`].
+            pub fn values(&self) -> [f64; SIGNAL_COUNT] {
+                [$(self.$name),+]
+            }
+        }
+
+        impl super::Weights {
+            /// The weights in the order of [`Signals::NAMES`].
+            pub fn values(&self) -> [f64; SIGNAL_COUNT] {
+                [$(self.$name),+]
+            }
+        }
+    };
 }
 
+signal_set!(
+    code,
+    math,
+    reasoning,
+    extraction,
+    simple,
+    tools,
+    json,
+    length,
+    system,
+    depth,
+    short_output,
+    long_output,
+    non_english,
+);
+
 impl Signals {
-    /// Signal names as they appear in `[classifier.weights]` and in reasons.
-    pub const NAMES: [&'static str; 13] = [
-        "code",
-        "math",
-        "reasoning",
-        "extraction",
-        "simple",
-        "tools",
-        "json",
-        "length",
-        "system",
-        "depth",
-        "short_output",
-        "long_output",
-        "non_english",
-    ];
-
-    /// The values in the order of [`Signals::NAMES`].
-    pub fn values(&self) -> [f64; 13] {
-        [
-            self.code,
-            self.math,
-            self.reasoning,
-            self.extraction,
-            self.simple,
-            self.tools,
-            self.json,
-            self.length,
-            self.system,
-            self.depth,
-            self.short_output,
-            self.long_output,
-            self.non_english,
-        ]
-    }
-
     /// Reads the signals of `req`, whose prompt is `prompt_tokens` long.
     pub fn read(lexicon: &Lexicon, req: &ChatRequest, prompt_tokens: u64) -> Signals {
         let mut user = String::new();
