@@ -10,13 +10,12 @@ use tollgate::billing::Billing;
 use tollgate::clock::Clock;
 use tollgate::config::Config;
 use tollgate::providers::auth::Secret;
-use tollgate::providers::ProviderKind;
 use tollgate::proxy::GatewayState;
 use tollgate::reload::Reloader;
 use tollgate::server::RunningGateway;
-use tollgate::sim::{SimOptions, SimServer};
+use tollgate::sim::SimServer;
 
-use super::{credentials, routes, MISTRAL_KEY, OPENAI_KEY, TIMEOUTS};
+use super::{credentials, routes, start_sims, TIMEOUTS};
 
 pub const ADMIN: &str = "admin-token-for-tests";
 
@@ -94,24 +93,7 @@ impl DirGateway {
         budgets: &[(&str, &str)],
         billed: Option<Arc<dyn Clock>>,
     ) -> DirGateway {
-        let openai = SimServer::start(
-            ProviderKind::OpenAi,
-            SimOptions {
-                api_key: Some(OPENAI_KEY.into()),
-                ..SimOptions::default()
-            },
-        )
-        .await
-        .expect("openai sim");
-        let mistral = SimServer::start(
-            ProviderKind::Mistral,
-            SimOptions {
-                api_key: Some(MISTRAL_KEY.into()),
-                ..SimOptions::default()
-            },
-        )
-        .await
-        .expect("mistral sim");
+        let (openai, mistral) = start_sims().await;
         for (b, text) in budgets {
             std::fs::write(dir.join("budgets").join(format!("{b}.toml")), text).unwrap();
         }

@@ -98,6 +98,27 @@ pub fn credentials() -> Credentials {
     Credentials::from_map(m)
 }
 
+/// The simulated OpenAI and Mistral providers every harness starts, each expecting its
+/// test key.
+pub async fn start_sims() -> (SimServer, SimServer) {
+    let start = |kind, key: &str| {
+        SimServer::start(
+            kind,
+            SimOptions {
+                api_key: Some(key.into()),
+                ..SimOptions::default()
+            },
+        )
+    };
+    let openai = start(ProviderKind::OpenAi, OPENAI_KEY)
+        .await
+        .expect("openai sim");
+    let mistral = start(ProviderKind::Mistral, MISTRAL_KEY)
+        .await
+        .expect("mistral sim");
+    (openai, mistral)
+}
+
 impl Harness {
     pub async fn start() -> Harness {
         Self::with("", "").await
@@ -110,24 +131,7 @@ impl Harness {
 
     /// Like [`Harness::with`], with the providers' `timeouts` table given.
     pub async fn with_timeouts(server: &str, extra: &str, timeouts: &str) -> Harness {
-        let openai = SimServer::start(
-            ProviderKind::OpenAi,
-            SimOptions {
-                api_key: Some(OPENAI_KEY.into()),
-                ..SimOptions::default()
-            },
-        )
-        .await
-        .expect("openai sim");
-        let mistral = SimServer::start(
-            ProviderKind::Mistral,
-            SimOptions {
-                api_key: Some(MISTRAL_KEY.into()),
-                ..SimOptions::default()
-            },
-        )
-        .await
-        .expect("mistral sim");
+        let (openai, mistral) = start_sims().await;
         let src = routes(
             &openai.base_url(),
             &mistral.base_url(),
