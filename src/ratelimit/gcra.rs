@@ -1,20 +1,27 @@
-//! The arithmetic of the generic cell rate algorithm (GCRA), shared by the in-process
-//! cells and, line for line, by the Redis script (`lua/take.lua`).
+//! The arithmetic of the generic cell rate algorithm (GCRA) for the cells in Redis: the
+//! scripts (`lua/take.lua`, `lua/adjust.lua`) do this line for line, on Redis' clock.
 //!
 //! A limit of `L` per minute is a cell that accepts one unit every `T = 60 s / L` and a
 //! burst of `L` units. Its whole state is the *theoretical arrival time* (TAT): when the
-//! cell would be empty again. Taking `n` units moves the TAT forward by `n × T`; it is
+//! cell would be whole again. Taking `n` units moves the TAT forward by `n × T`; it is
 //! allowed while the TAT stays at most one window (60 s) ahead of now. Refunding moves it
 //! back (never behind now). Times here are microseconds; `backlog` is `max(TAT − now, 0)`.
+//!
+//! The in-process cells (`local.rs`) decide with the `governor` crate, which runs the same
+//! algorithm in nanoseconds; its tests replay takes and corrections through both and check
+//! they agree, so a replica that falls back to its own cells while Redis is away
+//! enforces the same limit.
 
 use std::time::Duration;
+
+use super::{Correction, Verdict};
 
 /// The window every limit is counted over, in microseconds.
 pub const WINDOW_US: i64 = 60_000_000;
 
 /// Increments are capped here: anything above one window is refused anyway, and the cap
 /// keeps Redis' double arithmetic exact.
-const MAX_INCREMENT_US: i64 = 4 * WINDOW_US;
+pub const MAX_INCREMENT_US: i64 = 4 * WINDOW_US;
 
 /// How far `n` units move the TAT of a cell with `limit` per minute. Rounded down, so
 /// `limit` units always fit in a window.
@@ -41,6 +48,30 @@ pub fn remaining(limit: u64, backlog: i64) -> u64 {
 pub fn retry_in(backlog: i64, increment: i64) -> Duration {
     let wait = backlog.max(0).saturating_add(increment) - WINDOW_US;
     Duration::from_micros(wait.max(0) as u64)
+}
+
+/// How far `correction` moves the TAT of a cell with `limit` per minute (negative refunds).
+pub fn delta(limit: u64, correction: Correction) -> i64 {
+    match correction {
+        Correction::Charge(n) => increment(limit, n),
+        Correction::Refund(n) => -increment(limit, n),
+    }
+}
+
+/// A cell's verdict from the backlog the take script saw; `taken` when every cell admitted.
+pub fn verdict(limit: u64, cost: u64, backlog: i64, taken: bool) -> Verdict {
+    let inc = increment(limit, cost);
+    let at = if taken {
+        backlog.saturating_add(inc)
+    } else {
+        backlog
+    };
+    Verdict {
+        admits: admits(backlog, inc),
+        retry_in: (cost <= limit).then(|| retry_in(backlog, inc)),
+        remaining: remaining(limit, at),
+        reset_in: Duration::from_micros(at.max(0) as u64),
+    }
 }
 
 /// `duration` as OpenAI writes `x-ratelimit-reset-*`: Go's duration notation rounded to

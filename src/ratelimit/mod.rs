@@ -2,23 +2,27 @@
 //!
 //! A budget file's `[limits]` caps all of the budget's traffic; `requests_per_minute` and
 //! `tokens_per_minute` on a `[[keys]]` entry cap that key alone (see [`RateLimits`]). Each
-//! configured limit is a GCRA cell (`gcra.rs`): a burst of the whole limit, refilled evenly
-//! over the minute. Before a request is sent, [`RateLimiter::acquire`] takes one request
-//! and its estimated tokens from every cell that applies, all or nothing, and answers the
+//! configured limit is a GCRA cell: a burst of the whole limit, refilled evenly over the
+//! minute. Before a request is sent, [`RateLimiter::acquire`] takes one request and its
+//! estimated tokens from every cell that applies, all or nothing, and answers the
 //! `x-ratelimit-*` headers OpenAI sends; when it ends, [`RateLimiter::settle`] corrects the
 //! token cells by the real usage (a refund when it used less than estimated).
 //!
 //! Cells are named by budget, scope (the budget, or one key), kind and limit, so a reload
 //! that leaves a limit unchanged keeps its cell, and a changed limit starts a fresh one.
-//! In embedded mode the cells live in this process (`local.rs`); with `[state] backend =
-//! "redis"` they live in Redis and every replica enforces one shared limit (`redis.rs`).
-//! While Redis cannot be reached, `redis_failure = "fail_open"` falls back to this
-//! replica's own cells and `"fail_closed"` refuses the request (503).
+//! In embedded mode the cells live in this process and each is decided by the `governor`
+//! crate (`local.rs`, which adds the all-or-nothing take and the corrections governor
+//! lacks). With `[state] backend = "redis"` they live in Redis and every replica enforces
+//! one shared limit (`redis.rs`): a Lua script runs the same algorithm (`gcra.rs`) on Redis'
+//! clock. While Redis cannot be reached, `redis_failure = "fail_open"` falls back to this
+//! replica's own cells and `"fail_closed"` refuses the request (503). Both kinds of cell
+//! answer a `Verdict` per cell, from which the headers and refusals are made.
 
 mod gcra;
 mod local;
 mod redis;
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,6 +157,39 @@ pub struct Ticket {
     local: bool,
 }
 
+/// One cell a request takes from, by its name in the store it lives in.
+#[derive(Debug, Clone, Copy)]
+struct Take<'a> {
+    name: &'a str,
+    /// Per minute.
+    limit: u64,
+    /// 1 request, or the estimated tokens.
+    cost: u64,
+}
+
+/// A correction of a finished request's token cells by its real usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Correction {
+    /// It used more than estimated: take these tokens too.
+    Charge(u64),
+    /// It used fewer: give these tokens back.
+    Refund(u64),
+}
+
+/// One cell's answer to a take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Verdict {
+    /// This cell alone has room for the take.
+    admits: bool,
+    /// When a refused take would fit this cell; `None` when it never can (more than the
+    /// whole limit).
+    retry_in: Option<Duration>,
+    /// Units left: after the take when every cell admitted, else before it.
+    remaining: u64,
+    /// Until the cell is whole again, at the same moment as `remaining`.
+    reset_in: Duration,
+}
+
 /// One limit a request is checked against.
 struct Cell {
     kind: Kind,
@@ -199,8 +236,9 @@ impl RateLimiter {
         limiter
     }
 
-    fn now_us(&self) -> i64 {
-        self.clock.now().as_microsecond()
+    /// Nanoseconds since the epoch, for this process's cells.
+    fn now_ns(&self) -> i128 {
+        self.clock.now().as_nanosecond()
     }
 
     /// Takes one request and `tokens` (the request's estimate) from the limits of `budget`
@@ -219,61 +257,57 @@ impl RateLimiter {
         if cells.is_empty() {
             return Ok(None);
         }
-        let incs: Vec<i64> = cells
-            .iter()
-            .map(|c| gcra::increment(c.limit, c.cost))
-            .collect();
-        let (local, (ok, backlogs)) = match &self.redis {
-            None => (true, self.take_locally(&budget.name, &cells, &incs)),
+        let (local, (ok, verdicts)) = match &self.redis {
+            None => (true, self.take_locally(&budget.name, &cells)),
             Some((redis, policy)) => {
                 let keys: Vec<String> = cells
                     .iter()
                     .map(|c| redis.key(&c.name, &budget.name))
                     .collect();
-                match redis.take(&keys, &incs).await {
+                match redis.take(&takes(&cells, &keys)).await {
                     Ok(taken) => (false, taken),
                     Err(_) if *policy == RedisFailure::FailOpen => {
-                        (true, self.take_locally(&budget.name, &cells, &incs))
+                        (true, self.take_locally(&budget.name, &cells))
                     }
                     Err(_) => return Err(Refusal::Unavailable),
                 }
             }
         };
+        let headers = headers(&cells, &verdicts);
         if !ok {
-            let headers = headers(&cells, &backlogs);
             // Of the limits that refused, name the one that frees up last: one that can
             // never fit, else the longest wait.
-            let wait = |i: usize| {
-                (cells[i].cost <= cells[i].limit).then(|| gcra::retry_in(backlogs[i], incs[i]))
-            };
-            let (i, cell) = cells
+            let refusing = cells
                 .iter()
-                .enumerate()
-                .filter(|(i, _)| !gcra::admits(backlogs[*i], incs[*i]))
-                .max_by_key(|(i, _)| wait(*i).map_or(Duration::MAX, |d| d))
-                .unwrap_or((0, &cells[0]));
+                .zip(&verdicts)
+                .filter(|(_, v)| !v.admits)
+                .max_by_key(|(_, v)| v.retry_in.unwrap_or(Duration::MAX));
+            // A refusal always has a refusing cell; the first cell stands in otherwise.
+            let Some((cell, verdict)) = refusing.or_else(|| cells.iter().zip(&verdicts).next())
+            else {
+                return Err(Refusal::Unavailable);
+            };
             let detail = RateLimited {
                 budget: budget.name.clone(),
                 key_id: cell.key_id.clone(),
                 kind: cell.kind,
                 limit: cell.limit,
-                remaining: gcra::remaining(cell.limit, backlogs[i]),
+                remaining: verdict.remaining,
                 requested: cell.cost,
-                retry_in: wait(i),
+                retry_in: verdict.retry_in,
             };
             return Err(Refusal::Limited {
                 detail: Box::new(detail),
                 headers,
             });
         }
-        let after: Vec<i64> = backlogs.iter().zip(&incs).map(|(b, i)| b + i).collect();
         let token_cells: Vec<(String, u64)> = cells
             .iter()
             .filter(|c| c.kind == Kind::Tokens)
             .map(|c| (c.name.clone(), c.limit))
             .collect();
         Ok(Some(Grant {
-            headers: headers(&cells, &after),
+            headers,
             ticket: (!token_cells.is_empty()).then(|| Ticket {
                 budget: budget.name.clone(),
                 cells: token_cells,
@@ -283,61 +317,61 @@ impl RateLimiter {
         }))
     }
 
-    fn take_locally(&self, budget: &str, cells: &[Cell], incs: &[i64]) -> (bool, Vec<i64>) {
+    fn take_locally(&self, budget: &str, cells: &[Cell]) -> (bool, Vec<Verdict>) {
         let names: Vec<String> = cells.iter().map(|c| local_name(budget, &c.name)).collect();
-        let pairs: Vec<(&str, i64)> = names
-            .iter()
-            .map(String::as_str)
-            .zip(incs.iter().copied())
-            .collect();
-        self.local.take(self.now_us(), &pairs)
+        self.local.take(self.now_ns(), &takes(cells, &names))
     }
 
     /// Corrects the token cells of a finished request by `actual − estimate` tokens.
     pub async fn settle(&self, ticket: Ticket, actual: u64) {
-        if actual == ticket.estimate {
-            return;
-        }
-        let (diff, sign) = if actual > ticket.estimate {
-            (actual - ticket.estimate, 1)
-        } else {
-            (ticket.estimate - actual, -1)
+        let correction = match actual.cmp(&ticket.estimate) {
+            Ordering::Equal => return,
+            Ordering::Greater => Correction::Charge(actual - ticket.estimate),
+            Ordering::Less => Correction::Refund(ticket.estimate - actual),
         };
-        let deltas: Vec<i64> = ticket
-            .cells
+        let names: Vec<String> = match &self.redis {
+            Some((redis, _)) if !ticket.local => ticket
+                .cells
+                .iter()
+                .map(|(name, _)| redis.key(name, &ticket.budget))
+                .collect(),
+            _ => ticket
+                .cells
+                .iter()
+                .map(|(name, _)| local_name(&ticket.budget, name))
+                .collect(),
+        };
+        let cells: Vec<(&str, u64)> = names
             .iter()
-            .map(|(_, limit)| sign * gcra::increment(*limit, diff))
+            .map(String::as_str)
+            .zip(ticket.cells.iter().map(|(_, limit)| *limit))
             .collect();
         match &self.redis {
             Some((redis, _)) if !ticket.local => {
-                let keys: Vec<String> = ticket
-                    .cells
-                    .iter()
-                    .map(|(name, _)| redis.key(name, &ticket.budget))
-                    .collect();
-                if redis.adjust(&keys, &deltas).await.is_err() {
+                if redis.adjust(&cells, correction).await.is_err() {
                     tracing::debug!(budget = %ticket.budget, "Token correction lost: Redis unreachable.");
                 }
             }
-            _ => {
-                let names: Vec<String> = ticket
-                    .cells
-                    .iter()
-                    .map(|(name, _)| local_name(&ticket.budget, name))
-                    .collect();
-                let pairs: Vec<(&str, i64)> = names
-                    .iter()
-                    .map(String::as_str)
-                    .zip(deltas.iter().copied())
-                    .collect();
-                self.local.adjust(self.now_us(), &pairs);
-            }
+            _ => self.local.adjust(self.now_ns(), &cells, correction),
         }
     }
 }
 
 fn local_name(budget: &str, cell: &str) -> String {
     format!("{budget}:{cell}")
+}
+
+/// `cells` as takes from the cells named `names` (one name per cell).
+fn takes<'a>(cells: &[Cell], names: &'a [String]) -> Vec<Take<'a>> {
+    cells
+        .iter()
+        .zip(names)
+        .map(|(c, name)| Take {
+            name,
+            limit: c.limit,
+            cost: c.cost,
+        })
+        .collect()
 }
 
 /// The cells of one scope (a key, or the budget when `key_id` is `None`).
@@ -362,21 +396,20 @@ fn push_cells(cells: &mut Vec<Cell>, key_id: Option<&str>, limits: RateLimits, t
     }
 }
 
-/// The `x-ratelimit-*` headers: per kind, the cell with the least left (at `backlogs`).
-fn headers(cells: &[Cell], backlogs: &[i64]) -> Headers {
+/// The `x-ratelimit-*` headers: per kind, the cell with the least left.
+fn headers(cells: &[Cell], verdicts: &[Verdict]) -> Headers {
     let mut out = Headers::new();
     for kind in [Kind::Requests, Kind::Tokens] {
         let tightest = cells
             .iter()
-            .zip(backlogs)
+            .zip(verdicts)
             .filter(|(c, _)| c.kind == kind)
-            .min_by_key(|(c, b)| gcra::remaining(c.limit, **b));
-        if let Some((c, b)) = tightest {
+            .min_by_key(|(_, v)| v.remaining);
+        if let Some((c, v)) = tightest {
             let [limit, remaining, reset] = kind.header_names();
             out.push((limit, c.limit.to_string()));
-            out.push((remaining, gcra::remaining(c.limit, *b).to_string()));
-            let reset_in = Duration::from_micros((*b).max(0) as u64);
-            out.push((reset, format_reset(reset_in)));
+            out.push((remaining, v.remaining.to_string()));
+            out.push((reset, format_reset(v.reset_in)));
         }
     }
     out

@@ -14,7 +14,8 @@ use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, Script};
 use parking_lot::Mutex;
 
-use super::gcra::WINDOW_US;
+use super::gcra::{self, WINDOW_US};
+use super::{Correction, Take, Verdict};
 
 /// Pause between connection attempts while Redis cannot be reached.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
@@ -61,39 +62,46 @@ impl RedisCells {
         format!("{}:ratelimit:{{{budget}}}:{cell}", self.prefix)
     }
 
-    /// Runs [`super::local::LocalCells::take`]'s decision in Redis.
-    pub async fn take(
-        &self,
-        keys: &[String],
-        increments: &[i64],
-    ) -> Result<(bool, Vec<i64>), Unreachable> {
+    /// Takes from the cells (named by their Redis keys) all or nothing, like
+    /// [`super::local::LocalCells::take`], with the arithmetic of `gcra.rs`.
+    pub async fn take(&self, takes: &[Take<'_>]) -> Result<(bool, Vec<Verdict>), Unreachable> {
         let mut inv = TAKE.prepare_invoke();
-        for k in keys {
-            inv.key(k);
+        for t in takes {
+            inv.key(t.name);
         }
         inv.arg(WINDOW_US);
-        for i in increments {
-            inv.arg(*i);
+        for t in takes {
+            inv.arg(gcra::increment(t.limit, t.cost));
         }
         let reply: Vec<i64> = self
             .call(|mut conn| async move { inv.invoke_async(&mut conn).await })
             .await?;
         match reply.split_first() {
-            Some((ok, backlogs)) if backlogs.len() == keys.len() => {
-                Ok((*ok == 1, backlogs.to_vec()))
+            Some((ok, backlogs)) if backlogs.len() == takes.len() => {
+                let ok = *ok == 1;
+                let verdicts = takes
+                    .iter()
+                    .zip(backlogs)
+                    .map(|(t, b)| gcra::verdict(t.limit, t.cost, *b, ok))
+                    .collect();
+                Ok((ok, verdicts))
             }
             _ => Err(Unreachable),
         }
     }
 
-    /// Moves each cell's TAT by its delta.
-    pub async fn adjust(&self, keys: &[String], deltas: &[i64]) -> Result<(), Unreachable> {
+    /// Corrects each cell (Redis key, limit) by `correction`.
+    pub async fn adjust(
+        &self,
+        cells: &[(&str, u64)],
+        correction: Correction,
+    ) -> Result<(), Unreachable> {
         let mut inv = ADJUST.prepare_invoke();
-        for k in keys {
-            inv.key(k);
+        for (key, _) in cells {
+            inv.key(*key);
         }
-        for d in deltas {
-            inv.arg(*d);
+        for (_, limit) in cells {
+            inv.arg(gcra::delta(*limit, correction));
         }
         self.call(|mut conn| async move { inv.invoke_async::<i64>(&mut conn).await })
             .await
