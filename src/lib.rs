@@ -18,6 +18,7 @@
 //! - [`billing`]: reserving, pricing, settling and recording each request.
 //! - [`alerts`]: budget alert payloads and the outbox deliverer.
 //! - [`clock`]: wall-clock time for budget days (adjustable in tests).
+//! - [`logging`]: log lines buffered in memory and written to stderr off the request path.
 
 pub mod accounting;
 pub mod admin;
@@ -29,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod ledger;
+pub mod logging;
 pub mod metrics;
 pub mod money;
 pub mod pricing;
