@@ -123,6 +123,9 @@ struct Inner {
     path: PathBuf,
     tx: Sender<Msg>,
     writer: Mutex<Option<JoinHandle<Result<(), LedgerError>>>>,
+    /// The writer thread, unparked when it must not wait for its batch to fall due.
+    writer_thread: std::thread::Thread,
+    max_batch: u64,
     counters: Arc<Counters>,
     /// Set by close; held for reading while a record is sent, so no record can follow
     /// the writer's `Close` message into the channel.
@@ -155,7 +158,9 @@ impl Ledger {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 tx,
+                writer_thread: handle.thread().clone(),
                 writer: Mutex::new(Some(handle)),
+                max_batch: opts.max_batch as u64,
                 counters,
                 closed: RwLock::new(false),
                 reads,
@@ -190,6 +195,10 @@ impl Ledger {
             c.queued.fetch_sub(1, Ordering::Relaxed);
             c.lost.fetch_add(1, Ordering::Relaxed);
             tracing::error!(request_id = %rec.id, "Ledger writer stopped; record not written.");
+            return;
+        }
+        if queued % self.inner.max_batch == 0 {
+            self.inner.writer_thread.unpark();
         }
     }
 
@@ -201,6 +210,7 @@ impl Ledger {
             .tx
             .send(Msg::Flush(reply))
             .map_err(|_| LedgerError::Closed)?;
+        self.inner.writer_thread.unpark();
         done.await.map_err(|_| LedgerError::Closed)?
     }
 
@@ -236,6 +246,7 @@ impl Inner {
             let mut closed = self.closed.write();
             *closed = true;
             let _ = self.tx.send(Msg::Close);
+            self.writer_thread.unpark();
         }
         let outcome = handle
             .join()

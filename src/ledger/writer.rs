@@ -2,12 +2,15 @@
 //! (group commit), one transaction per batch.
 //!
 //! A batch is committed when `max_batch` records wait, when `flush_interval` has passed since
-//! its first record, on [`Msg::Flush`] and on [`Msg::Close`]. A failed commit keeps the
+//! its first record, on [`Msg::Flush`] and on [`Msg::Close`]. While a batch is open the
+//! thread sleeps parked rather than on the channel, so a record costs its sender a queue
+//! push and no wake-up; senders unpark it for a flush, a close and every `max_batch`-th
+//! record. A failed commit keeps the
 //! records and retries with a doubling delay (capped at [`MAX_RETRY_DELAY`]); only a failure
 //! of the final commit on close loses records, and that is counted and logged.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -111,14 +114,23 @@ impl Writer {
         let mut waiters = Vec::new();
         loop {
             let msg = match self.due {
+                // Nothing waits: sleep on the channel until the first record.
                 None => rx.recv().ok(),
-                Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                // A batch is open: take what has arrived, else sleep (parked, not on the
+                // channel, so senders need not wake this thread for every record) until
+                // it is due or a sender unparks it (flush, close, a full batch).
+                Some(due) => match rx.try_recv() {
                     Ok(msg) => Some(msg),
-                    Err(RecvTimeoutError::Timeout) => {
-                        let _ = self.commit();
+                    Err(TryRecvError::Empty) => {
+                        let now = Instant::now();
+                        if now >= due {
+                            let _ = self.commit();
+                        } else {
+                            std::thread::park_timeout(due - now);
+                        }
                         continue;
                     }
-                    Err(RecvTimeoutError::Disconnected) => None,
+                    Err(TryRecvError::Disconnected) => None,
                 },
             };
             match msg {
