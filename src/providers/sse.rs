@@ -80,10 +80,9 @@ impl SseParser {
                     break;
                 }
                 Some(pos) => {
-                    self.line.extend_from_slice(&rest[..pos]);
-                    self.check_size()?;
-                    let was_cr = rest[pos] == b'\r';
-                    rest = &rest[pos + 1..];
+                    let (head, tail) = rest.split_at(pos);
+                    let was_cr = tail[0] == b'\r';
+                    rest = &tail[1..];
                     if was_cr {
                         match rest.first() {
                             Some(b'\n') => rest = &rest[1..],
@@ -91,8 +90,25 @@ impl SseParser {
                             None => self.skip_lf = true,
                         }
                     }
-                    let line = std::mem::take(&mut self.line);
-                    if let Some(ev) = self.process_line(&line) {
+                    let event = if self.line.is_empty() {
+                        // The whole line is in this chunk: read it in place.
+                        if head.len() + self.data.len() > self.max_event_bytes {
+                            return Err(EventTooLarge {
+                                limit: self.max_event_bytes,
+                            });
+                        }
+                        self.process_line(head)
+                    } else {
+                        self.line.extend_from_slice(head);
+                        self.check_size()?;
+                        let line = std::mem::take(&mut self.line);
+                        let event = self.process_line(&line);
+                        // Keep the buffer for the next partial line.
+                        self.line = line;
+                        self.line.clear();
+                        event
+                    };
+                    if let Some(ev) = event {
                         on_event(ev);
                     }
                 }
@@ -136,7 +152,11 @@ impl SseParser {
             }
             None => (line, &b""[..]),
         };
-        let value = String::from_utf8_lossy(value);
+        // Valid UTF-8 (the usual case) is checked by the faster validator.
+        let value = match std::str::from_utf8(value) {
+            Ok(v) => std::borrow::Cow::Borrowed(v),
+            Err(_) => String::from_utf8_lossy(value),
+        };
         match field {
             b"data" => {
                 if self.has_data {

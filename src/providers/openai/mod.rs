@@ -11,6 +11,7 @@
 //! `error` the OpenAI error classification and helpers shared with Mistral.
 
 pub(crate) mod error;
+mod skim;
 pub(crate) mod stream;
 
 use bytes::Bytes;
@@ -72,6 +73,18 @@ impl ProviderAdapter for OpenAiAdapter {
         body: &[u8],
         _ctx: &ResponseContext,
     ) -> Result<Translated, AdapterError> {
+        // The usual answer: read usage and finish reason without building the document.
+        if let Some(r) = std::str::from_utf8(body).ok().and_then(skim::skim) {
+            if r.error.is_none() {
+                if let Ok(finish_reason) = r.finish_reason() {
+                    return Ok(Translated {
+                        body: Bytes::copy_from_slice(body),
+                        usage: r.usage(),
+                        finish_reason,
+                    });
+                }
+            }
+        }
         let v: Value = serde_json::from_slice(body).map_err(|e| {
             AdapterError::MalformedResponse(format!("response body is not JSON: {e}"))
         })?;

@@ -11,6 +11,7 @@ use bytes::BytesMut;
 use serde_json::Value;
 
 use super::error::{error_frame, in_band_error, openai_error_fields, ErrorFields};
+use super::skim::skim;
 use super::usage_from_json;
 use crate::providers::sse::{write_done, write_json, write_raw, SseEvent, SseParser};
 use crate::providers::{AdapterError, StreamOutcome, StreamTranslator};
@@ -34,6 +35,18 @@ pub(crate) trait PayloadHandler: Send {
 
     /// `[DONE]` arrived: writes whatever must precede the sentinel.
     fn before_done(&mut self, out: &mut BytesMut, outcome: &StreamOutcome);
+
+    /// Handles a chunk from its text alone, without the JSON tree, when the handler can:
+    /// returns `false` (and does nothing) for a payload it leaves to [`Self::error_fields`]
+    /// and [`Self::chunk`], including anything that may be an error.
+    fn chunk_text(
+        &mut self,
+        _raw: &str,
+        _out: &mut BytesMut,
+        _outcome: &mut StreamOutcome,
+    ) -> bool {
+        false
+    }
 }
 
 /// A stream translator for data-only SSE streams ending in `data: [DONE]`.
@@ -86,6 +99,9 @@ fn classify(ev: &SseEvent) -> Payload {
 impl<H: PayloadHandler> State<H> {
     fn handle(&mut self, ev: SseEvent, out: &mut BytesMut) -> Result<(), AdapterError> {
         if self.done {
+            return Ok(());
+        }
+        if self.handler.chunk_text(&ev.data, out, &mut self.outcome) {
             return Ok(());
         }
         match classify(&ev) {
@@ -219,10 +235,45 @@ impl PayloadHandler for OpenAiPayloads {
     }
 
     fn before_done(&mut self, _out: &mut BytesMut, _outcome: &StreamOutcome) {}
+
+    /// The same as [`Self::chunk`] for chunks that are plain objects without `error`.
+    fn chunk_text(&mut self, raw: &str, out: &mut BytesMut, outcome: &mut StreamOutcome) -> bool {
+        let Some(chunk) = skim(raw) else {
+            return false;
+        };
+        if chunk.error.is_some() {
+            return false;
+        }
+        let usage = chunk.usage();
+        if usage.is_some() {
+            outcome.usage = usage;
+        }
+        chunk.record_choices(outcome);
+        // tollgate always asks OpenAI for usage; the client sees it only if it asked too.
+        let no_choices = chunk.choices_empty().unwrap_or(true);
+        if no_choices && usage.is_some() && !self.include_usage {
+            return true;
+        }
+        relay(raw, out);
+        true
+    }
+}
+
+/// Writes a chunk as received, or re-encoded compactly if it spans lines (multi-line data
+/// would not survive as one `data:` line).
+fn relay(raw: &str, out: &mut BytesMut) {
+    if raw.contains(['\n', '\r']) {
+        match serde_json::from_str::<Value>(raw) {
+            Ok(v) => write_json(out, &v),
+            Err(_) => write_raw(out, raw.trim()),
+        }
+    } else {
+        write_raw(out, raw);
+    }
 }
 
 /// Adds a chunk choice's text and tool-call arguments to the outcome, and its finish reason.
-fn record_choice(choice: &Value, outcome: &mut StreamOutcome) {
+pub(super) fn record_choice(choice: &Value, outcome: &mut StreamOutcome) {
     if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
         outcome.finish_reason = Some(reason.to_string());
     }
