@@ -91,6 +91,7 @@ impl BufferedWriter {
             .name("log-writer".into())
             .spawn(move || {
                 use std::sync::atomic::Ordering;
+                lower_thread_priority();
                 while !s.stop.load(Ordering::Acquire) {
                     std::thread::park_timeout(FLUSH_EVERY);
                     s.flush();
@@ -120,6 +121,21 @@ impl Drop for LogGuard {
             let _ = t.join();
         }
         self.shared.flush();
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (nice + 10), for threads that do
+/// background work (writing logs, committing the ledger): on a busy machine the kernel then
+/// runs request handling first, and the background thread catches up in the gaps. Does
+/// nothing where threads have no priority of their own.
+pub fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take and return plain integers; on Linux a thread id
+    // names one thread for PRIO_PROCESS.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (nice + 10).min(19));
     }
 }
 
@@ -236,6 +252,26 @@ mod tests {
         line(&w, Level::WARN, "b\n");
         // No waiting: the warning wrote itself and what preceded it.
         assert_eq!(sink.text(), "a\nb\n");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn background_threads_run_at_a_lower_priority() {
+        let nice = || {
+            // SAFETY: as in lower_thread_priority.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::getpriority(libc::PRIO_PROCESS, tid)
+            }
+        };
+        let (before, after) = std::thread::spawn(move || {
+            let before = nice();
+            lower_thread_priority();
+            (before, nice())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(after, (before + 10).min(19));
     }
 
     #[test]

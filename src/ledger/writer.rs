@@ -95,7 +95,10 @@ pub(crate) fn spawn(
     };
     std::thread::Builder::new()
         .name("ledger-writer".into())
-        .spawn(move || writer.run(rx))
+        .spawn(move || {
+            crate::logging::lower_thread_priority();
+            writer.run(rx)
+        })
 }
 
 struct Writer {
