@@ -340,6 +340,14 @@ fn serve(
         admin_token,
         reloader: Some(reloader),
     };
+    // Pingora retries a busy address for a while and then panics in its service thread,
+    // leaving a process that serves nothing: check both addresses first.
+    for addr in std::iter::once(&opts.listen).chain(opts.admin_listen.as_ref()) {
+        if let Err(e) = server::check_listen(addr) {
+            tracing::error!(address = %addr, error = %e, "Cannot listen; exiting.");
+            return ExitCode::FAILURE;
+        }
+    }
     tracing::info!(
         listen = %opts.listen,
         config = %path.display(),

@@ -35,6 +35,11 @@ pub struct ServeOptions {
     pub reloader: Option<Arc<Reloader>>,
 }
 
+/// Whether `addr` can be listened on now (it is free and ours to bind).
+pub fn check_listen(addr: &str) -> std::io::Result<()> {
+    TcpListener::bind(addr).map(drop)
+}
+
 fn build(state: Arc<GatewayState>, opts: &ServeOptions, active: Arc<ActiveConnections>) -> Server {
     let conf = ServerConf {
         threads: opts.threads,

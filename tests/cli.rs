@@ -262,6 +262,34 @@ fn key_new_prints_a_key_once_and_stores_only_its_hash() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn serve_exits_with_an_error_when_its_address_is_taken() {
+    let dir = tmp("taken");
+    let file = dir.join("routes.toml");
+    std::fs::write(&file, std::fs::read_to_string(ROUTES).unwrap()).unwrap();
+    copy_budgets(&dir);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let t0 = Instant::now();
+    let out = Command::new(BIN)
+        .args(["serve", "--demo", "--listen", &addr])
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--config")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Cannot listen") && stderr.contains(&addr),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Starts `serve --demo` with the shipped file (30 s grace) in a fresh directory.
 async fn serve_shipped(name: &str) -> (Serve, u16, std::path::PathBuf) {
     let dir = tmp(name);
