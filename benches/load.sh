@@ -3,6 +3,10 @@
 #
 #   benches/load.sh [load]   four targets x {non-streaming, streaming} x concurrency, one table
 #   benches/load.sh soak     2,000 slow streams held open through tollgate for a minute
+#   benches/load.sh instructions
+#                            user-space instructions per request of tollgate and of the bare
+#                            Pingora proxy, counted by valgrind's callgrind: unlike times,
+#                            the same on a busy machine, so fit to compare two builds
 #
 # `load` starts `tollgate sim` (the simulated providers, no added latency) and measures the
 # same chat request, with wrk (Debian: apt-get install wrk) and the streaming probe
@@ -30,7 +34,7 @@ usage() {
 
 MODE=${1:-load}
 case "$MODE" in
-  load | soak) ;;
+  load | soak | instructions) ;;
   -h | --help | help) usage ;;
   *) echo "unknown mode: $MODE" >&2; usage ;;
 esac
@@ -177,6 +181,10 @@ start_gateway() {
   wait_port "$port" "$1"
   URL="http://127.0.0.1:$port/v1/chat/completions"
 }
+
+if [ "$MODE" = instructions ]; then
+  command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install -y valgrind)" >&2; exit 1; }
+fi
 
 if [ "$MODE" = soak ]; then
   # Each stream holds a client, a gateway and an upstream socket open.
@@ -327,7 +335,84 @@ run_soak() {
   echo "tollgate CPU: $(awk -v t=$((t1 - t0)) -v k="$TICKS" 'BEGIN {printf "%.2f", t / k}') s over the soak"
 }
 
+# --- instructions ----------------------------------------------------------------------------
+
+# requests URL BODY N [AUTH]: N requests one after another on one connection.
+requests() {
+  python3 - "$@" <<'EOF2'
+import http.client, sys, urllib.parse
+url, body, n = sys.argv[1], open(sys.argv[2], "rb").read(), int(sys.argv[3])
+headers = {"content-type": "application/json"}
+if len(sys.argv) > 4:
+    headers["authorization"] = sys.argv[4]
+u = urllib.parse.urlsplit(url)
+c = http.client.HTTPConnection(u.hostname, u.port)
+for _ in range(n):
+    c.request("POST", u.path, body, headers)
+    r = c.getresponse()
+    r.read()
+    if r.status != 200:
+        sys.exit(f"status {r.status}")
+EOF2
+}
+
+# counted NAME N BODY AUTH CMD...: CMD (a proxy whose URL is $URL once it listens on $PORT)
+# under callgrind, N requests, then a clean stop; prints the instructions it executed.
+counted() {
+  local name=$1 n=$2 body=$3 auth=$4
+  shift 4
+  local out="$WORK/$name.$n.callgrind"
+  start "$name" valgrind --tool=callgrind --callgrind-out-file="$out" "$@"
+  local pid=$PID
+  wait_port "$PORT" "$name"
+  requests "$URL" "$body" "$n" ${auth:+"$auth"}
+  kill -INT "$pid"
+  for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  wait "$pid" 2>/dev/null || true
+  callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+}
+
+# per_request NAME BODY AUTH CMD...: instructions of 1,100 requests minus those of 100
+# (start-up, first-request work and shutdown cancel out), per request.
+per_request() {
+  local name=$1 body=$2 auth=$3
+  shift 3
+  local few many
+  few=$(counted "$name" 100 "$body" "$auth" "$@")
+  many=$(counted "$name" "${CALLGRIND_REQUESTS:-1100}" "$body" "$auth" "$@")
+  echo $(((many - few) / (${CALLGRIND_REQUESTS:-1100} - 100)))
+}
+
+run_instructions() {
+  bodies "words=24" load
+  local mode kind body model p t
+  echo "| proxy | request | instructions per request |"
+  echo "|---|---|---|"
+  for mode in plain stream; do
+    kind=non-streaming
+    [ "$mode" = stream ] && kind=streaming
+    PORT=$(free_ports 1)
+    URL="http://127.0.0.1:$PORT/v1/chat/completions"
+    body="$WORK/gpt-4o-mini.load.json"
+    [ "$mode" = stream ] && body="$WORK/gpt-4o-mini.load.stream.json"
+    p=$(per_request passthrough "$body" "Bearer sk-bench" \
+      "$BIN/examples/passthrough" "127.0.0.1:$PORT" "127.0.0.1:$SIM" 2)
+    echo "| pass-through | $kind | $p |"
+    local port admin cfg
+    port=$(free_ports 2)
+    admin=$((port + 1))
+    cfg=$(routes_copy "$port" "$admin" embedded "tollgate-$mode")
+    PORT=$port
+    URL="http://127.0.0.1:$port/v1/chat/completions"
+    body="$WORK/auto.load.json"
+    [ "$mode" = stream ] && body="$WORK/auto.load.stream.json"
+    t=$(per_request tollgate "$body" "" "$BIN/tollgate" serve --config "$cfg")
+    echo "| tollgate | $kind | $t |"
+  done
+}
+
 case "$MODE" in
   load) run_load ;;
   soak) run_soak ;;
+  instructions) run_instructions ;;
 esac
