@@ -13,10 +13,12 @@
 //!   call (Mistral sends whole calls in the finish chunk) goes in a chunk of its own with an
 //!   empty delta, as OpenAI sends it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use bytes::BytesMut;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::error::in_band_error_fields;
@@ -24,6 +26,7 @@ use super::response::{finish_reason, MistralContent, MistralToolCall, MistralUsa
 use crate::api::response::FunctionDelta;
 use crate::api::{ChatChunk, ChunkChoice, Delta, ToolCallDelta};
 use crate::providers::openai::error::ErrorFields;
+use crate::providers::openai::skim::Obj;
 use crate::providers::openai::stream::PayloadHandler;
 use crate::providers::sse::write_json;
 use crate::providers::{AdapterError, ResponseContext, StreamOutcome};
@@ -62,6 +65,24 @@ struct MistralDelta {
     tool_calls: Option<Vec<MistralToolCall>>,
 }
 
+/// The fields that tell an error payload from a chunk, read without the JSON tree:
+/// `error` (not null), `object` (its text), and whether `detail` is there at all.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
+    #[serde(borrow)]
+    object: Option<Cow<'a, str>>,
+    #[serde(deserialize_with = "present")]
+    detail: bool,
+}
+
+/// `true` for a field that is there, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
 /// The Mistral half of a `[DONE]`-terminated stream translator.
 pub(super) struct MistralPayloads {
     include_usage: bool,
@@ -82,6 +103,43 @@ impl MistralPayloads {
             created: ctx.created,
             model: ctx.model.clone(),
             tool_calls: HashMap::new(),
+        }
+    }
+
+    /// Records a chunk's usage and text and writes its OpenAI form.
+    fn relay(&mut self, chunk: MistralChunk, out: &mut BytesMut, outcome: &mut StreamOutcome) {
+        if let Some(id) = chunk.id.filter(|s| !s.is_empty()) {
+            self.id = id;
+        }
+        if let Some(created) = chunk.created {
+            self.created = created;
+        }
+        if let Some(model) = chunk.model.filter(|s| !s.is_empty()) {
+            self.model = model;
+        }
+        if let Some(usage) = chunk.usage.as_ref().and_then(MistralUsage::to_usage) {
+            outcome.usage = Some(usage);
+        }
+        let mut choices: Vec<ChunkChoice> = chunk
+            .choices
+            .into_iter()
+            .filter_map(|c| self.translate_choice(c, outcome))
+            .collect();
+        let finishes = split_finish_from_tool_calls(&mut choices);
+        for choices in [choices, finishes] {
+            if !choices.is_empty() {
+                write_json(
+                    out,
+                    &ChatChunk {
+                        id: self.id.clone(),
+                        object: "chat.completion.chunk".to_string(),
+                        created: self.created,
+                        model: self.model.clone(),
+                        choices,
+                        usage: None,
+                    },
+                );
+            }
         }
     }
 
@@ -211,40 +269,33 @@ impl PayloadHandler for MistralPayloads {
         let chunk: MistralChunk = serde_json::from_value(payload).map_err(|e| {
             AdapterError::MalformedResponse(format!("unexpected stream chunk shape: {e}"))
         })?;
-        if let Some(id) = chunk.id.filter(|s| !s.is_empty()) {
-            self.id = id;
-        }
-        if let Some(created) = chunk.created {
-            self.created = created;
-        }
-        if let Some(model) = chunk.model.filter(|s| !s.is_empty()) {
-            self.model = model;
-        }
-        if let Some(usage) = chunk.usage.as_ref().and_then(MistralUsage::to_usage) {
-            outcome.usage = Some(usage);
-        }
-        let mut choices: Vec<ChunkChoice> = chunk
-            .choices
-            .into_iter()
-            .filter_map(|c| self.translate_choice(c, outcome))
-            .collect();
-        let finishes = split_finish_from_tool_calls(&mut choices);
-        for choices in [choices, finishes] {
-            if !choices.is_empty() {
-                write_json(
-                    out,
-                    &ChatChunk {
-                        id: self.id.clone(),
-                        object: "chat.completion.chunk".to_string(),
-                        created: self.created,
-                        model: self.model.clone(),
-                        choices,
-                        usage: None,
-                    },
-                );
-            }
-        }
+        self.relay(chunk, out, outcome);
         Ok(())
+    }
+
+    /// The same as [`Self::chunk`] straight from the text, without the JSON tree, for a
+    /// payload that cannot be an error (see [`in_band_error_fields`]) and has the chunk's
+    /// shape; anything else is left to the tree.
+    fn chunk_text(&mut self, raw: &str, out: &mut BytesMut, outcome: &mut StreamOutcome) -> bool {
+        let Some(envelope) = Obj::<Envelope>::read(raw) else {
+            return false;
+        };
+        let error_like = envelope.error.is_some()
+            || envelope.detail
+            || envelope
+                .object
+                .as_deref()
+                .is_some_and(|o| o.eq_ignore_ascii_case("error"));
+        if error_like {
+            return false;
+        }
+        match serde_json::from_str::<MistralChunk>(raw) {
+            Ok(chunk) => {
+                self.relay(chunk, out, outcome);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     fn before_done(&mut self, out: &mut BytesMut, outcome: &StreamOutcome) {
@@ -356,5 +407,99 @@ mod tests {
             ]
         );
         assert_eq!(outcome.output_text, "{\"x\":1}{\"x\":1}");
+    }
+
+    /// The Mistral handler with its text path turned off: every chunk goes through the tree.
+    struct TreeOnly(MistralPayloads);
+
+    impl PayloadHandler for TreeOnly {
+        fn error_fields(&self, payload: &Value) -> Option<ErrorFields> {
+            self.0.error_fields(payload)
+        }
+        fn chunk(
+            &mut self,
+            raw: &str,
+            payload: Value,
+            out: &mut BytesMut,
+            outcome: &mut StreamOutcome,
+        ) -> Result<(), AdapterError> {
+            self.0.chunk(raw, payload, out, outcome)
+        }
+        fn before_done(&mut self, out: &mut BytesMut, outcome: &StreamOutcome) {
+            self.0.before_done(out, outcome)
+        }
+    }
+
+    fn run<H: PayloadHandler>(
+        h: H,
+        input: &[u8],
+    ) -> (String, Option<crate::usage::Usage>, String, bool) {
+        use crate::providers::openai::stream::DoneTerminatedStream;
+        use crate::providers::sse::SseParser;
+        use crate::providers::StreamTranslator;
+        let mut t = DoneTerminatedStream::new(h, SseParser::default());
+        let mut out = BytesMut::new();
+        let ok = t.push(input, &mut out).is_ok() && t.finish(&mut out).is_ok();
+        let o = t.outcome();
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            o.usage,
+            o.output_text,
+            ok && o.error.is_none(),
+        )
+    }
+
+    #[test]
+    fn chunks_read_from_text_translate_as_through_the_json_tree() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mistral");
+        let mut streams: Vec<Vec<u8>> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".stream.sse"))
+            .map(|p| std::fs::read(p).unwrap())
+            .collect();
+        assert!(streams.len() >= 3, "recorded streams: {}", streams.len());
+        for odd in [
+            r#"{"object":"error","message":"boom","type":"x"}"#,
+            r#"{"detail":null}"#,
+            r#"{"error":{"message":"m"}}"#,
+            r#"{"id":"a","choices":[{"index":0,"delta":{"content":"x"}}],"choices":[]}"#,
+            r#"{"id":"a","object":7,"choices":[]}"#,
+            r#"{"id":"a","choices":[{"index":0,"delta":{"content":[{"type":"text","text":"hi"}]},"finish_reason":"stop"}]}"#,
+            r#"{"id":"a","choices":[{"index":0,"delta":{"tool_calls":[{"id":"c1","function":{"name":"f","arguments":{"a":1}}}]},"finish_reason":"tool_calls"}]}"#,
+        ] {
+            streams.push(format!("data: {odd}\n\ndata: [DONE]\n\n").into_bytes());
+        }
+        let ctx = ResponseContext {
+            id: "chatcmpl-x".into(),
+            created: 1,
+            model: "m".into(),
+            include_usage: true,
+            max_event_bytes: crate::providers::sse::DEFAULT_MAX_EVENT_BYTES,
+        };
+        // The recorded chunks do take the text path; error-like payloads do not.
+        let text = String::from_utf8_lossy(&streams[0]).into_owned();
+        let mut read_as_text = 0;
+        for data in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+            let mut h = MistralPayloads::new(&ctx);
+            let (mut out, mut outcome) = (BytesMut::new(), StreamOutcome::default());
+            if data.starts_with('{') && h.chunk_text(data, &mut out, &mut outcome) {
+                read_as_text += 1;
+            }
+        }
+        assert!(read_as_text > 0);
+        for error in [r#"{"object":"Error","message":"m"}"#, r#"{"detail":null}"#] {
+            let mut h = MistralPayloads::new(&ctx);
+            let (mut out, mut outcome) = (BytesMut::new(), StreamOutcome::default());
+            assert!(!h.chunk_text(error, &mut out, &mut outcome), "{error}");
+        }
+        for input in &streams {
+            assert_eq!(
+                run(MistralPayloads::new(&ctx), input),
+                run(TreeOnly(MistralPayloads::new(&ctx)), input),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
     }
 }

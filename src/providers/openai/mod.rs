@@ -11,7 +11,7 @@
 //! `error` the OpenAI error classification and helpers shared with Mistral.
 
 pub(crate) mod error;
-mod skim;
+pub(crate) mod skim;
 pub(crate) mod stream;
 
 use bytes::Bytes;

@@ -81,7 +81,7 @@ struct Details {
 /// A struct read only from a JSON object: a derived struct would also accept an array,
 /// as a sequence of its fields.
 #[derive(Debug, Default)]
-struct Obj<T>(T);
+pub(crate) struct Obj<T>(T);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -99,6 +99,13 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
     }
 }
 
+impl<'de, T: Deserialize<'de>> Obj<T> {
+    /// `text` read as `T` if it is a JSON object of that shape.
+    pub(crate) fn read(text: &'de str) -> Option<T> {
+        serde_json::from_str::<Obj<T>>(text).ok().map(|o| o.0)
+    }
+}
+
 impl<T> std::ops::Deref for Obj<T> {
     type Target = T;
     fn deref(&self) -> &T {
@@ -110,7 +117,7 @@ impl<T> std::ops::Deref for Obj<T> {
 /// have the types OpenAI documents (or are `null`). Anything else (another type, a
 /// duplicated key, not an object) gives `None`, and the caller reads the JSON tree.
 pub(crate) fn skim(text: &str) -> Option<Skim<'_>> {
-    serde_json::from_str::<Obj<Skim>>(text).ok().map(|s| s.0)
+    Obj::read(text)
 }
 
 impl Skim<'_> {
