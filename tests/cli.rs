@@ -63,6 +63,17 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `tollgate serve --demo` on `listen`, with `file` and an admin listener on a free port.
+fn demo_serve(listen: &str, file: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--demo", "--listen", listen])
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--config")
+        .arg(file);
+    cmd
+}
+
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -93,12 +104,7 @@ async fn demo_serves_reloads_on_sighup_and_stops_on_sigterm() {
     .unwrap();
     copy_budgets(&dir);
     let port = free_port();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--admin-listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("--config")
-        .arg(&file)
+    let mut child = demo_serve(&format!("127.0.0.1:{port}"), &file)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -271,12 +277,7 @@ fn serve_exits_with_an_error_when_its_address_is_taken() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let t0 = Instant::now();
-    let out = Command::new(BIN)
-        .args(["serve", "--demo", "--listen", &addr])
-        .arg("--admin-listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("--config")
-        .arg(&file)
+    let out = demo_serve(&addr, &file)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -297,12 +298,7 @@ async fn serve_shipped(name: &str) -> (Serve, u16, std::path::PathBuf) {
     std::fs::write(&file, std::fs::read_to_string(ROUTES).unwrap()).unwrap();
     copy_budgets(&dir);
     let port = free_port();
-    let child = Command::new(BIN)
-        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--admin-listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("--config")
-        .arg(&file)
+    let child = demo_serve(&format!("127.0.0.1:{port}"), &file)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
