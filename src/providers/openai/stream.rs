@@ -225,12 +225,7 @@ impl PayloadHandler for OpenAiPayloads {
         if choices.is_empty() && usage.is_some() && !self.include_usage {
             return Ok(());
         }
-        if raw.contains(['\n', '\r']) {
-            // Multi-line data would not survive as one `data:` line; re-encode it compactly.
-            write_json(out, &payload);
-        } else {
-            write_raw(out, raw);
-        }
+        relay(raw, Some(&payload), out);
         Ok(())
     }
 
@@ -254,21 +249,29 @@ impl PayloadHandler for OpenAiPayloads {
         if no_choices && usage.is_some() && !self.include_usage {
             return true;
         }
-        relay(raw, out);
+        relay(raw, None, out);
         true
     }
 }
 
 /// Writes a chunk as received, or re-encoded compactly if it spans lines (multi-line data
-/// would not survive as one `data:` line).
-fn relay(raw: &str, out: &mut BytesMut) {
-    if raw.contains(['\n', '\r']) {
-        match serde_json::from_str::<Value>(raw) {
-            Ok(v) => write_json(out, &v),
-            Err(_) => write_raw(out, raw.trim()),
-        }
-    } else {
+/// would not survive as one `data:` line); `parsed` is its tree when the caller has it.
+fn relay(raw: &str, parsed: Option<&Value>, out: &mut BytesMut) {
+    if !raw.contains(['\n', '\r']) {
         write_raw(out, raw);
+        return;
+    }
+    let read;
+    let tree = match parsed {
+        Some(v) => Some(v),
+        None => {
+            read = serde_json::from_str::<Value>(raw).ok();
+            read.as_ref()
+        }
+    };
+    match tree {
+        Some(v) => write_json(out, v),
+        None => write_raw(out, raw.trim()),
     }
 }
 
