@@ -63,6 +63,17 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The most recent rows of the ledger a gateway in `dir` wrote.
+fn ledger_rows(dir: &std::path::Path) -> Vec<tollgate::ledger::LedgerRecord> {
+    tollgate::ledger::Ledger::open(
+        &dir.join("data").join(tollgate::ledger::FILE_NAME),
+        tollgate::ledger::LedgerOptions::default(),
+    )
+    .unwrap()
+    .recent(&tollgate::ledger::RecentFilter::default())
+    .unwrap()
+}
+
 /// `tollgate serve --demo` on `listen`, with `file` and an admin listener on a free port.
 fn demo_serve(listen: &str, file: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);
@@ -179,21 +190,13 @@ async fn demo_serves_reloads_on_sighup_and_stops_on_sigterm() {
     let logs = logs.join().unwrap().join("\n");
     assert!(logs.contains("DEMO MODE"), "{logs}");
     assert!(logs.contains("Configuration reloaded"), "{logs}");
-    let ledger = tollgate::ledger::Ledger::open(
-        &dir.join("data").join(tollgate::ledger::FILE_NAME),
-        tollgate::ledger::LedgerOptions::default(),
-    )
-    .unwrap();
-    let rows = ledger
-        .recent(&tollgate::ledger::RecentFilter::default())
-        .unwrap();
+    let rows = ledger_rows(&dir);
     assert_eq!(
         rows.len(),
         6,
         "every request is in the ledger after SIGTERM"
     );
     assert!(rows.iter().all(|r| r.budget == "demo" && r.cost_nanos > 0));
-    drop(ledger);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -362,20 +365,12 @@ async fn sigterm_exits_at_once_when_idle_and_after_the_last_stream_when_busy() {
     println!("gateway with a stream in flight exited {took:?} after SIGTERM");
     assert!(status.success(), "exit status {status:?}");
     assert!(took < Duration::from_secs(15), "took {took:?}");
-    let ledger = tollgate::ledger::Ledger::open(
-        &dir.join("data").join(tollgate::ledger::FILE_NAME),
-        tollgate::ledger::LedgerOptions::default(),
-    )
-    .unwrap();
-    let rows = ledger
-        .recent(&tollgate::ledger::RecentFilter::default())
-        .unwrap();
+    let rows = ledger_rows(&dir);
     let row = rows
         .iter()
         .find(|r| r.id == id)
         .expect("stream in the ledger");
     assert_eq!(row.status, 200);
     assert!(row.output_tokens > 0);
-    drop(ledger);
     let _ = std::fs::remove_dir_all(&dir);
 }
