@@ -482,11 +482,14 @@ fn init_logging(json: bool) -> Option<tollgate::logging::LogGuard> {
             if json {
                 builder.json().init();
             } else {
-                builder.init();
+                builder.fmt_fields(tollgate::logging::PlainFields).init();
             }
         }
         (None, true) => builder.with_writer(std::io::stderr).json().init(),
-        (None, false) => builder.with_writer(std::io::stderr).init(),
+        (None, false) => builder
+            .with_writer(std::io::stderr)
+            .fmt_fields(tollgate::logging::PlainFields)
+            .init(),
     }
     guard
 }

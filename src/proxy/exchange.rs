@@ -293,7 +293,10 @@ fn request_header(plan: &AttemptPlan<'_>) -> Result<Box<RequestHeader>, GatewayE
     let base = &plan.provider.base;
     let path = format!("{}{}", base.path_prefix, plan.request.path);
     let internal = |e: pingora::BError| GatewayError::Internal(e.to_string());
-    let mut h = RequestHeader::build("POST", path.as_bytes(), None).map_err(internal)?;
+    let size = 3 + plan.request.headers.len() + plan.auth_headers.len();
+    // Lowercase names, written as given without a case map (see `respond::header`).
+    let mut h =
+        RequestHeader::build_no_case("POST", path.as_bytes(), Some(size)).map_err(internal)?;
     h.insert_header("host", base.authority())
         .map_err(internal)?;
     h.insert_header("content-length", plan.request.body.len().to_string())

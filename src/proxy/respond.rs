@@ -18,7 +18,9 @@ pub fn header(
     len: Option<usize>,
     extra: &HeaderList,
 ) -> pingora::Result<Box<ResponseHeader>> {
-    let mut h = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    // Every name here is lowercase, which is how a header without a recorded case is
+    // written, so keeping a case map would only cost a second map insert per header.
+    let mut h = ResponseHeader::build_no_case(status, Some(4 + extra.len()))?;
     h.insert_header("content-type", content_type)?;
     match len {
         Some(n) => h.insert_header("content-length", n.to_string())?,

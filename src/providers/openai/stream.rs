@@ -257,7 +257,7 @@ impl PayloadHandler for OpenAiPayloads {
 /// Writes a chunk as received, or re-encoded compactly if it spans lines (multi-line data
 /// would not survive as one `data:` line); `parsed` is its tree when the caller has it.
 fn relay(raw: &str, parsed: Option<&Value>, out: &mut BytesMut) {
-    if !raw.contains(['\n', '\r']) {
+    if memchr::memchr2(b'\n', b'\r', raw.as_bytes()).is_none() {
         write_raw(out, raw);
         return;
     }

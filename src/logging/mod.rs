@@ -11,6 +11,10 @@
 //! [`LogGuard`] returned by [`BufferedWriter::spawn`] writes the rest when it is dropped
 //! (at the end of `main`); a panic writes it too.
 
+mod fields;
+
+pub use fields::PlainFields;
+
 use std::io::{self, Write};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
