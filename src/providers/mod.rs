@@ -11,6 +11,7 @@ pub mod anthropic;
 pub mod auth;
 pub mod cortex;
 pub mod error;
+pub(crate) mod json_scan;
 pub mod mistral;
 pub mod openai;
 pub mod snowflake_jwt;

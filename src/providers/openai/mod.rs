@@ -75,7 +75,7 @@ impl ProviderAdapter for OpenAiAdapter {
     ) -> Result<Translated, AdapterError> {
         // The usual answer: read usage and finish reason without building the document.
         if let Some(r) = std::str::from_utf8(body).ok().and_then(skim::skim) {
-            if r.error.is_none() {
+            if !r.error {
                 if let Ok(finish_reason) = r.finish_reason() {
                     return Ok(Translated {
                         body: Bytes::copy_from_slice(body),

@@ -4,76 +4,49 @@
 //! OpenAI answers are relayed byte for byte, so the gateway reads only a few fields. Parsing
 //! every chunk into a `serde_json::Value` allocated a map and a string for each of its
 //! fields, which made it the largest cost of relaying a stream. [`skim`] reads a body in
-//! one pass into structs of just the fields wanted (strings borrowed where they have no
-//! escapes; every other field is skipped without being built). It reads only the usual
+//! one pass with [`Scan`] into structs of just the fields wanted (strings borrowed where
+//! they have no escapes; every other field is checked and skipped). It reads only the usual
 //! shape, with each field of the type OpenAI documents or `null`; for anything else it
 //! returns `None` and callers read the `Value` tree as before, so an unusual body is read
 //! exactly as it always was.
+//!
+//! [`Obj`] is the `serde` counterpart for adapters that read a chunk into a derived struct.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
+use crate::providers::json_scan::{first_time, Scan};
 use crate::providers::StreamOutcome;
 use crate::usage::Usage;
 
-/// The top level of a response or chunk.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+/// What is read of a response or chunk.
+#[derive(Debug, Default)]
 pub(crate) struct Skim<'a> {
-    #[serde(borrow)]
-    pub error: Option<&'a RawValue>,
-    #[serde(borrow)]
-    choices: Option<Vec<Obj<Choice<'a>>>>,
-    usage: Option<Obj<UsageSkim>>,
+    /// It has an `error` that is not `null`.
+    pub error: bool,
+    choices: Option<Vec<Choice<'a>>>,
+    usage: Option<UsageSkim>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default)]
 struct Choice<'a> {
-    #[serde(borrow)]
     finish_reason: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    delta: Option<Obj<Delta<'a>>>,
+    delta: Option<Delta<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default)]
 struct Delta<'a> {
-    #[serde(borrow)]
     content: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     refusal: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    tool_calls: Option<Vec<Obj<ToolCall<'a>>>>,
+    /// Each tool call's `function.arguments`, where it has them.
+    tool_arguments: Option<Vec<Option<Cow<'a, str>>>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ToolCall<'a> {
-    #[serde(borrow)]
-    function: Option<Obj<Function<'a>>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Function<'a> {
-    #[serde(borrow)]
-    arguments: Option<Cow<'a, str>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default)]
 struct UsageSkim {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
-    prompt_tokens_details: Option<Obj<Details>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Details {
     cached_tokens: Option<u64>,
     cache_write_tokens: Option<u64>,
 }
@@ -115,9 +88,156 @@ impl<T> std::ops::Deref for Obj<T> {
 
 /// Reads `text` in one pass if it has the usual shape: an object whose fields read here
 /// have the types OpenAI documents (or are `null`). Anything else (another type, a
-/// duplicated key, not an object) gives `None`, and the caller reads the JSON tree.
+/// duplicated key, not an object, or what [`Scan`] leaves to `serde_json`) gives `None`,
+/// and the caller reads the JSON tree.
 pub(crate) fn skim(text: &str) -> Option<Skim<'_>> {
-    Obj::read(text)
+    let mut s = Scan::new(text);
+    let mut out = Skim::default();
+    let mut seen = 0;
+    s.object(|s, key| match key {
+        "error" => {
+            first_time(&mut seen, 1)?;
+            out.error = !s.null()?;
+            if out.error {
+                s.skip()?;
+            }
+            Some(())
+        }
+        "choices" => {
+            first_time(&mut seen, 2)?;
+            out.choices = s.nullable(|s| list(s, choice))?;
+            Some(())
+        }
+        "usage" => {
+            first_time(&mut seen, 4)?;
+            out.usage = s.nullable(usage)?;
+            Some(())
+        }
+        _ => s.skip(),
+    })?;
+    s.end()?;
+    Some(out)
+}
+
+/// An array of `T`.
+fn list<'a, T>(s: &mut Scan<'a>, read: fn(&mut Scan<'a>) -> Option<T>) -> Option<Vec<T>> {
+    let mut items = Vec::new();
+    s.array(|s| {
+        items.push(read(s)?);
+        Some(())
+    })?;
+    Some(items)
+}
+
+fn choice<'a>(s: &mut Scan<'a>) -> Option<Choice<'a>> {
+    let mut c = Choice::default();
+    let mut seen = 0;
+    s.object(|s, key| match key {
+        "finish_reason" => {
+            first_time(&mut seen, 1)?;
+            c.finish_reason = s.nullable(Scan::string)?;
+            Some(())
+        }
+        "delta" => {
+            first_time(&mut seen, 2)?;
+            c.delta = s.nullable(delta)?;
+            Some(())
+        }
+        _ => s.skip(),
+    })?;
+    Some(c)
+}
+
+fn delta<'a>(s: &mut Scan<'a>) -> Option<Delta<'a>> {
+    let mut d = Delta::default();
+    let mut seen = 0;
+    s.object(|s, key| match key {
+        "content" => {
+            first_time(&mut seen, 1)?;
+            d.content = s.nullable(Scan::string)?;
+            Some(())
+        }
+        "refusal" => {
+            first_time(&mut seen, 2)?;
+            d.refusal = s.nullable(Scan::string)?;
+            Some(())
+        }
+        "tool_calls" => {
+            first_time(&mut seen, 4)?;
+            d.tool_arguments = s.nullable(|s| list(s, tool_call))?;
+            Some(())
+        }
+        _ => s.skip(),
+    })?;
+    Some(d)
+}
+
+/// A tool call's `function.arguments`.
+fn tool_call<'a>(s: &mut Scan<'a>) -> Option<Option<Cow<'a, str>>> {
+    let mut arguments = None;
+    let mut seen = 0;
+    s.object(|s, key| match key {
+        "function" => {
+            first_time(&mut seen, 1)?;
+            arguments = s.nullable(function)?.flatten();
+            Some(())
+        }
+        _ => s.skip(),
+    })?;
+    Some(arguments)
+}
+
+fn function<'a>(s: &mut Scan<'a>) -> Option<Option<Cow<'a, str>>> {
+    let mut arguments = None;
+    let mut seen = 0;
+    s.object(|s, key| match key {
+        "arguments" => {
+            first_time(&mut seen, 1)?;
+            arguments = s.nullable(Scan::string)?;
+            Some(())
+        }
+        _ => s.skip(),
+    })?;
+    Some(arguments)
+}
+
+fn usage(s: &mut Scan<'_>) -> Option<UsageSkim> {
+    let mut u = UsageSkim::default();
+    let mut seen = 0;
+    s.object(|s, key| match key {
+        "prompt_tokens" => {
+            first_time(&mut seen, 1)?;
+            u.prompt_tokens = s.nullable(Scan::u64)?;
+            Some(())
+        }
+        "completion_tokens" => {
+            first_time(&mut seen, 2)?;
+            u.completion_tokens = s.nullable(Scan::u64)?;
+            Some(())
+        }
+        "prompt_tokens_details" => {
+            first_time(&mut seen, 4)?;
+            s.nullable(|s| {
+                let mut inner = 0;
+                s.object(|s, key| match key {
+                    "cached_tokens" => {
+                        first_time(&mut inner, 1)?;
+                        u.cached_tokens = s.nullable(Scan::u64)?;
+                        Some(())
+                    }
+                    "cache_write_tokens" => {
+                        first_time(&mut inner, 2)?;
+                        u.cache_write_tokens = s.nullable(Scan::u64)?;
+                        Some(())
+                    }
+                    _ => s.skip(),
+                })
+            })?;
+            Some(())
+        }
+        _ => s.skip(),
+    })?;
+    Some(u)
 }
 
 impl Skim<'_> {
@@ -128,13 +248,11 @@ impl Skim<'_> {
             return None;
         }
         let input = u.prompt_tokens.unwrap_or(0);
-        let details = u.prompt_tokens_details.as_ref();
-        let detail = |f: fn(&Details) -> Option<u64>| details.and_then(|d| f(d)).unwrap_or(0);
         Some(Usage {
             input_tokens: input,
             output_tokens: u.completion_tokens.unwrap_or(0),
-            cached_input_tokens: detail(|d| d.cached_tokens).min(input),
-            cache_write_tokens: detail(|d| d.cache_write_tokens).min(input),
+            cached_input_tokens: u.cached_tokens.unwrap_or(0).min(input),
+            cache_write_tokens: u.cache_write_tokens.unwrap_or(0).min(input),
             estimated: false,
         })
     }
@@ -166,10 +284,8 @@ impl Skim<'_> {
             for text in [&delta.content, &delta.refusal].into_iter().flatten() {
                 outcome.output_text.push_str(text);
             }
-            for call in delta.tool_calls.iter().flatten() {
-                if let Some(args) = call.function.as_ref().and_then(|f| f.arguments.as_ref()) {
-                    outcome.output_text.push_str(args);
-                }
+            for args in delta.tool_arguments.iter().flatten().flatten() {
+                outcome.output_text.push_str(args);
             }
         }
     }

@@ -236,7 +236,7 @@ impl PayloadHandler for OpenAiPayloads {
         let Some(chunk) = skim(raw) else {
             return false;
         };
-        if chunk.error.is_some() {
+        if chunk.error {
             return false;
         }
         let usage = chunk.usage();
