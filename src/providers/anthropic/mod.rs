@@ -11,6 +11,7 @@
 mod messages;
 mod request;
 mod response;
+mod skim;
 mod stream;
 
 use http::{HeaderMap, HeaderValue};

@@ -19,6 +19,7 @@ use super::super::{
     AdapterError, ProviderKind, ResponseContext, StreamOutcome, StreamTranslator, UpstreamError,
     UpstreamErrorKind,
 };
+use super::skim::text_delta;
 use super::{finish_reason, upstream_error, WireUsage};
 use crate::api::response::FunctionDelta;
 use crate::api::{ChatChunk, Delta, ToolCallDelta};
@@ -109,6 +110,11 @@ impl AnthropicStream {
     }
 
     fn handle(&mut self, ev: SseEvent, out: &mut BytesMut) -> Result<(), AdapterError> {
+        // The usual event, read in one pass; any other goes through the JSON tree.
+        if let Some(text) = text_delta(&ev.data) {
+            self.content(&text, out);
+            return Ok(());
+        }
         let v: Value = match serde_json::from_str(&ev.data) {
             Ok(v) => v,
             Err(e) => {
