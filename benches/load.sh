@@ -19,11 +19,16 @@
 # and prints requests/s, p50/p99 latency and what each adds over `direct`, time to first
 # token of streams, CPU seconds per 1,000 requests and peak RSS of the proxy process.
 #
+# The `steal` column is the share of CPU time the hypervisor gave to other guests during the
+# cell (from /proc/stat): on a shared VM, cells with steal are slower for reasons outside
+# the machine. ROUNDS=N runs every target N times, in turn, and prints the median of each
+# figure, so a noisy minute does not decide a comparison.
+#
 # Settings (environment): DURATION seconds per cell (5), TTFT_DURATION seconds of the
 # streaming probe per cell (3), CONCURRENCY ("1 32 256"), TARGETS ("direct passthrough
-# tollgate cluster"), SOAK_STREAMS (2000), SOAK_SECONDS (60), NO_BUILD=1 to use the binaries
-# already in target/release. Everything listens on 127.0.0.1 on free ports; every process
-# started here is stopped on exit.
+# tollgate cluster"), ROUNDS (1), SOAK_STREAMS (2000), SOAK_SECONDS (60), NO_BUILD=1 to use
+# the binaries already in target/release. Everything listens on 127.0.0.1 on free ports;
+# every process started here is stopped on exit.
 
 set -euo pipefail
 
@@ -43,6 +48,7 @@ DURATION=${DURATION:-5}
 TTFT_DURATION=${TTFT_DURATION:-3}
 CONCURRENCY=${CONCURRENCY:-"1 32 256"}
 TARGETS=${TARGETS:-"direct passthrough tollgate cluster"}
+ROUNDS=${ROUNDS:-1}
 SOAK_STREAMS=${SOAK_STREAMS:-2000}
 SOAK_SECONDS=${SOAK_SECONDS:-60}
 
@@ -138,6 +144,8 @@ wait_port() {
 }
 
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# "steal total" jiffies of all CPUs since boot.
+steal_ticks() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t}' /proc/stat; }
 status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
 # Request bodies: the same question for every target; tollgate routes `auto` (classifier on).
@@ -209,16 +217,19 @@ RESULTS="$WORK/results.tsv"
 # cell TARGET PID URL BODY_PREFIX AUTH: every concurrency, non-streaming and streaming.
 cells() {
   local target=$1 pid=$2 url=$3 model=$4 auth=$5
-  local mode c threads out t0 t1 line ttft cpu hwm
+  local mode c threads out t0 t1 s0 s1 a0 a1 steal line ttft cpu hwm
   for mode in plain stream; do
     local body="$WORK/$model.load.json"
     [ "$mode" = stream ] && body="$WORK/$model.load.stream.json"
     for c in $CONCURRENCY; do
       threads=$((c < 2 ? 1 : 2))
       t0=$(cpu_ticks "$pid")
+      read -r s0 a0 < <(steal_ticks)
       out=$(BODY_FILE=$body AUTHORIZATION=$auth wrk -t"$threads" -c"$c" -d"${DURATION}s" \
         --timeout 10s -s "$HERE/wrk.lua" "$url")
+      read -r s1 a1 < <(steal_ticks)
       t1=$(cpu_ticks "$pid")
+      steal=$(awk -v s=$((s1 - s0)) -v a=$((a1 - a0)) 'BEGIN {printf "%.1f", a ? 100 * s / a : 0}')
       line=$(grep '^requests=' <<<"$out")
       ttft="ttft_p50_us=- ttft_p99_us=-"
       if [ "$mode" = stream ]; then
@@ -227,11 +238,12 @@ cells() {
       fi
       cpu=$((t1 - t0))
       hwm=$(status_kib "$pid" VmHWM)
-      echo "target=$target mode=$mode c=$c $line $ttft cpu_ticks=$cpu hwm_kib=$hwm" | tee -a "$RESULTS"
+      echo "target=$target round=$ROUND mode=$mode c=$c $line $ttft cpu_ticks=$cpu hwm_kib=$hwm" \
+        "steal_pct=$steal" | tee -a "$RESULTS"
     done
   done
   # A paced stream (20 ms between upstream events): a chunk held back would show here.
-  echo "target=$target mode=paced c=1 $("$BIN/examples/ttft" "$url" 1 "$TTFT_DURATION" \
+  echo "target=$target round=$ROUND mode=paced c=1 $("$BIN/examples/ttft" "$url" 1 "$TTFT_DURATION" \
     "$WORK/$model.paced.stream.json" ${auth:+"$auth"})" | tee -a "$RESULTS"
 }
 
@@ -250,49 +262,51 @@ run_load() {
   bodies "words=10 chunk_delay_ms=20" paced
   : >"$RESULTS"
   local target pid url
-  for target in $TARGETS; do
-    echo "== $target" >&2
-    case $target in
-      direct)
-        warm "$DIRECT_URL" gpt-4o-mini "Bearer sk-bench"
-        cells direct "$SIM_PID" "$DIRECT_URL" gpt-4o-mini "Bearer sk-bench"
-        ;;
-      passthrough)
-        local port
-        port=$(free_ports 1)
-        start passthrough "$BIN/examples/passthrough" "127.0.0.1:$port" "127.0.0.1:$SIM" 2
-        pid=$PID
-        wait_port "$port" passthrough
-        url="http://127.0.0.1:$port/v1/chat/completions"
-        warm "$url" gpt-4o-mini "Bearer sk-bench"
-        cells passthrough "$pid" "$url" gpt-4o-mini "Bearer sk-bench"
-        stop "$pid"
-        ;;
-      tollgate | cluster)
-        local backend=embedded redis_pid=
-        if [ "$target" = cluster ]; then
-          REDIS_PORT=$(free_ports 1)
-          start redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' \
-            --appendonly no --protected-mode yes
-          redis_pid=$PID
-          wait_port "$REDIS_PORT" redis
-          backend=redis
-        fi
-        start_gateway "$target" "$backend"
-        pid=$PID
-        echo "idle target=$target rss_kib=$(status_kib "$pid" VmRSS)" | tee -a "$RESULTS"
-        warm "$URL" auto ""
-        sleep 1
-        echo "warm target=$target rss_kib=$(status_kib "$pid" VmRSS) route=$(curl -s -o /dev/null \
-          -D - -H 'content-type: application/json' --data-binary "@$WORK/auto.load.json" "$URL" |
-          tr -d '\r' | awk -F': ' '$1 == "x-tollgate-model" {m=$2} $1 == "x-tollgate-tier" {t=$2} END {print t "/" m}')" |
-          tee -a "$RESULTS"
-        cells "$target" "$pid" "$URL" auto ""
-        stop "$pid"
-        if [ -n "$redis_pid" ]; then stop "$redis_pid"; fi
-        ;;
-      *) echo "unknown target: $target" >&2; exit 2 ;;
-    esac
+  for ROUND in $(seq "$ROUNDS"); do
+    for target in $TARGETS; do
+      echo "== $target (round $ROUND of $ROUNDS)" >&2
+      case $target in
+        direct)
+          warm "$DIRECT_URL" gpt-4o-mini "Bearer sk-bench"
+          cells direct "$SIM_PID" "$DIRECT_URL" gpt-4o-mini "Bearer sk-bench"
+          ;;
+        passthrough)
+          local port
+          port=$(free_ports 1)
+          start passthrough "$BIN/examples/passthrough" "127.0.0.1:$port" "127.0.0.1:$SIM" 2
+          pid=$PID
+          wait_port "$port" passthrough
+          url="http://127.0.0.1:$port/v1/chat/completions"
+          warm "$url" gpt-4o-mini "Bearer sk-bench"
+          cells passthrough "$pid" "$url" gpt-4o-mini "Bearer sk-bench"
+          stop "$pid"
+          ;;
+        tollgate | cluster)
+          local backend=embedded redis_pid=
+          if [ "$target" = cluster ]; then
+            REDIS_PORT=$(free_ports 1)
+            start redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' \
+              --appendonly no --protected-mode yes
+            redis_pid=$PID
+            wait_port "$REDIS_PORT" redis
+            backend=redis
+          fi
+          start_gateway "$target" "$backend"
+          pid=$PID
+          echo "idle target=$target rss_kib=$(status_kib "$pid" VmRSS)" | tee -a "$RESULTS"
+          warm "$URL" auto ""
+          sleep 1
+          echo "warm target=$target rss_kib=$(status_kib "$pid" VmRSS) route=$(curl -s -o /dev/null \
+            -D - -H 'content-type: application/json' --data-binary "@$WORK/auto.load.json" "$URL" |
+            tr -d '\r' | awk -F': ' '$1 == "x-tollgate-model" {m=$2} $1 == "x-tollgate-tier" {t=$2} END {print t "/" m}')" |
+            tee -a "$RESULTS"
+          cells "$target" "$pid" "$URL" auto ""
+          stop "$pid"
+          if [ -n "$redis_pid" ]; then stop "$redis_pid"; fi
+          ;;
+        *) echo "unknown target: $target" >&2; exit 2 ;;
+      esac
+    done
   done
   python3 "$HERE/table.py" "$RESULTS" "$TICKS" "$DURATION"
 }

@@ -5,6 +5,7 @@ usage: table.py RESULTS CLK_TCK DURATION
 
 import datetime
 import os
+import statistics
 import sys
 
 
@@ -46,21 +47,53 @@ def added(v, base):
     return f"{sign}{d / 1000:.2f} ms" if d >= 10000 else f"{sign}{d:.0f} µs"
 
 
+def median_rows(rows, ticks):
+    """One row per (target, mode, c): the median of each figure over the rounds (errors
+    summed, peak RSS the highest). CPU is turned into seconds per 1,000 requests first."""
+    groups = {}
+    for r in rows:
+        r = dict(r)
+        if num(r.get("cpu_ticks")) is not None and num(r.get("requests")):
+            r["cpu_per_k"] = str(num(r["cpu_ticks"]) / ticks / num(r["requests"]) * 1000)
+        groups.setdefault((r["target"], r["mode"], r["c"]), []).append(r)
+    out = []
+    for group in groups.values():
+        merged = dict(group[0])
+        for k in merged:
+            values = [num(r.get(k)) for r in group]
+            if k in ("c", "round") or any(v is None for v in values):
+                continue
+            if k == "errors":
+                merged[k] = str(sum(values))
+            elif k == "hwm_kib":
+                merged[k] = str(max(values))
+            else:
+                merged[k] = str(statistics.median(values))
+        merged["rounds"] = str(len(group))
+        out.append(merged)
+    return out
+
+
 def main():
-    rows, notes = parse(sys.argv[1])
+    raw, notes = parse(sys.argv[1])
     ticks = float(sys.argv[2])
     duration = sys.argv[3]
+    rows = median_rows(raw, ticks)
+    rounds = max((int(r["rounds"]) for r in rows), default=1)
     key = lambda r: (r["mode"], r["c"])
     direct = {key(r): r for r in rows if r["target"] == "direct"}
     passthrough = {key(r): r for r in rows if r["target"] == "passthrough"}
 
     print()
+    each = f"median of {rounds} rounds, " if rounds > 1 else ""
     print(f"tollgate load benchmark, {datetime.date.today().isoformat()}, "
-          f"{os.cpu_count()} cores, {duration} s per cell, loopback; "
-          "added = this target's percentile minus direct's")
+          f"{os.cpu_count()} cores, {duration} s per cell, {each}loopback; "
+          "added = this target's percentile minus direct's; steal = CPU time taken by the "
+          "hypervisor for other guests")
     print()
     head = ("| target | stream | c | req/s | vs pass-through | p50 | p99 | added p50 | added p99 "
-            "| TTFT p50 | TTFT p99 | added TTFT p50 | proxy CPU s/1k req | peak RSS | errors |")
+            "| TTFT p50 | TTFT p99 | added TTFT p50 | proxy CPU s/1k req | peak RSS | errors "
+            "| steal |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for r in rows:
@@ -73,8 +106,9 @@ def main():
         if r["target"] not in ("direct", "passthrough") and num(p.get("rps")):
             ratio = f"{100 * rps / num(p['rps']):.0f}%"
         cpu = "-"
-        if r["target"] != "direct" and num(r.get("requests")):
-            cpu = f"{num(r['cpu_ticks']) / ticks / num(r['requests']) * 1000:.3f}"
+        if r["target"] != "direct" and num(r.get("cpu_per_k")) is not None:
+            cpu = f"{num(r['cpu_per_k']):.3f}"
+        steal = "-" if num(r.get("steal_pct")) is None else f"{num(r['steal_pct']):.0f}%"
         rss = "-" if r["target"] == "direct" else f"{num(r['hwm_kib']) / 1024:.0f} MiB"
         is_direct = r["target"] == "direct"
         print("| " + " | ".join([
@@ -85,7 +119,7 @@ def main():
             us(r.get("ttft_p50_us")), us(r.get("ttft_p99_us")),
             "-" if is_direct or r["mode"] != "stream"
             else added(r.get("ttft_p50_us"), d.get("ttft_p50_us")),
-            cpu, rss, r["errors"],
+            cpu, rss, f"{num(r['errors']):.0f}", steal,
         ]) + " |")
 
     paced = [r for r in rows if r["mode"] == "paced"]
@@ -101,11 +135,14 @@ def main():
             print(f"| {r['target']} | {us(r['ttft_p50_us'])} | "
                   f"{added(r['ttft_p50_us'], base.get('ttft_p50_us'))} | "
                   f"{us(r['total_p50_us'])} | {added(r['total_p50_us'], base.get('total_p50_us'))} "
-                  f"| {r['errors']} |")
+                  f"| {num(r['errors']):.0f} |")
 
     if notes:
         print()
+        firsts = {}
         for kind, n in notes:
+            firsts.setdefault((kind, n.get("target")), n)
+        for (kind, _), n in firsts.items():
             if kind == "idle":
                 print(f"{n['target']}: RSS after start {num(n['rss_kib']) / 1024:.1f} MiB")
             elif kind == "warm":
