@@ -87,71 +87,76 @@ fn debug_is_verbatim(s: &str) -> bool {
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
 
-impl Visit for PlainVisitor<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
+impl PlainVisitor<'_> {
+    /// Writes `field` with `direct` when it is written here (and `plain` holds for its
+    /// value), otherwise hands it to the default visitor with `default`.
+    fn record_with(
+        &mut self,
+        field: &Field,
+        plain: bool,
+        direct: impl FnOnce(&mut Self) -> fmt::Result,
+        default: impl FnOnce(&mut DefaultVisitor<'_>),
+    ) {
         if self.result.is_err() {
             return;
         }
-        if self.direct(field) && debug_is_verbatim(value) {
-            self.result = self.write_str_value(field, value);
+        if plain && self.direct(field) {
+            self.result = direct(self);
         } else {
-            self.by_default(|v| v.record_str(field, value));
+            self.by_default(default);
         }
+    }
+}
+
+impl Visit for PlainVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_with(
+            field,
+            debug_is_verbatim(value),
+            |s| s.write_str_value(field, value),
+            |v| v.record_str(field, value),
+        );
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.result.is_err() {
-            return;
-        }
-        if self.direct(field) {
-            self.result = self.write_int(field, value);
-        } else {
-            self.by_default(|v| v.record_u64(field, value));
-        }
+        self.record_with(
+            field,
+            true,
+            |s| s.write_int(field, value),
+            |v| v.record_u64(field, value),
+        );
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.result.is_err() {
-            return;
-        }
-        if self.direct(field) {
-            self.result = self.write_int(field, value);
-        } else {
-            self.by_default(|v| v.record_i64(field, value));
-        }
+        self.record_with(
+            field,
+            true,
+            |s| s.write_int(field, value),
+            |v| v.record_i64(field, value),
+        );
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if self.result.is_err() {
-            return;
-        }
-        if self.direct(field) {
-            self.result = self
-                .start(field)
-                .and_then(|_| self.writer.write_str(if value { "true" } else { "false" }));
-        } else {
-            self.by_default(|v| v.record_bool(field, value));
-        }
+        let text = if value { "true" } else { "false" };
+        self.record_with(
+            field,
+            true,
+            |s| s.start(field).and_then(|_| s.writer.write_str(text)),
+            |v| v.record_bool(field, value),
+        );
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        if self.result.is_err() {
-            return;
-        }
-        self.by_default(|v| v.record_error(field, value));
+        self.record_with(field, false, |_| Ok(()), |v| v.record_error(field, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.result.is_err() {
-            return;
-        }
-        if self.direct(field) {
-            self.result = self
-                .start(field)
-                .and_then(|_| write!(self.writer, "{value:?}"));
-        } else {
-            self.by_default(|v| v.record_debug(field, value));
-        }
+        self.record_with(
+            field,
+            true,
+            |s| s.start(field).and_then(|_| write!(s.writer, "{value:?}")),
+            |v| v.record_debug(field, value),
+        );
     }
 }
 
