@@ -287,6 +287,18 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// Reads the value of a key that may appear only once in its object (`seen` keeps a bit
+    /// per key): `None` the second time, as a derived struct would refuse a duplicate.
+    pub fn once<T>(
+        &mut self,
+        seen: &mut u32,
+        bit: u32,
+        read: impl FnOnce(&mut Self) -> Option<T>,
+    ) -> Option<T> {
+        first_time(seen, bit)?;
+        read(self)
+    }
+
     /// Reads `null` as `None`, anything else with `read`.
     pub fn nullable<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
         if self.null()? {
@@ -299,7 +311,7 @@ impl<'a> Scan<'a> {
 
 /// Records that a known key was seen; `None` the second time (a duplicated key is left to
 /// `serde_json`, as a derived struct would refuse it).
-pub(crate) fn first_time(seen: &mut u32, bit: u32) -> Option<()> {
+fn first_time(seen: &mut u32, bit: u32) -> Option<()> {
     if *seen & bit != 0 {
         return None;
     }

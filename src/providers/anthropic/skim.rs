@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use crate::providers::json_scan::{first_time, Scan};
+use crate::providers::json_scan::Scan;
 
 /// The text of `data` if it is a `content_block_delta` event whose delta is a `text_delta`
 /// with a string `text` (and every key read here appears once).
@@ -17,27 +17,18 @@ pub(super) fn text_delta(data: &str) -> Option<Cow<'_, str>> {
     let mut text = None;
     let mut seen = 0;
     s.object(|s, key| match key {
-        "type" => {
-            first_time(&mut seen, 1)?;
-            kind = Some(s.string()?);
-            Some(())
-        }
+        "type" => s.once(&mut seen, 1, Scan::string).map(|v| kind = Some(v)),
         "delta" => {
-            first_time(&mut seen, 2)?;
             let mut delta_type = None;
             let mut inner = 0;
-            s.object(|s, key| match key {
-                "type" => {
-                    first_time(&mut inner, 1)?;
-                    delta_type = Some(s.string()?);
-                    Some(())
-                }
-                "text" => {
-                    first_time(&mut inner, 2)?;
-                    text = Some(s.string()?);
-                    Some(())
-                }
-                _ => s.skip(),
+            s.once(&mut seen, 2, |s| {
+                s.object(|s, key| match key {
+                    "type" => s
+                        .once(&mut inner, 1, Scan::string)
+                        .map(|v| delta_type = Some(v)),
+                    "text" => s.once(&mut inner, 2, Scan::string).map(|v| text = Some(v)),
+                    _ => s.skip(),
+                })
             })?;
             (delta_type.as_deref() == Some("text_delta")).then_some(())
         }

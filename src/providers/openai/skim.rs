@@ -16,7 +16,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::providers::json_scan::{first_time, Scan};
+use crate::providers::json_scan::Scan;
 use crate::providers::StreamOutcome;
 use crate::usage::Usage;
 
@@ -96,23 +96,19 @@ pub(crate) fn skim(text: &str) -> Option<Skim<'_>> {
     let mut seen = 0;
     s.object(|s, key| match key {
         "error" => {
-            first_time(&mut seen, 1)?;
-            out.error = !s.null()?;
+            // Anything but `null` is an error, read by the caller's JSON tree.
+            out.error = !s.once(&mut seen, 1, Scan::null)?;
             if out.error {
                 s.skip()?;
             }
             Some(())
         }
-        "choices" => {
-            first_time(&mut seen, 2)?;
-            out.choices = s.nullable(|s| list(s, choice))?;
-            Some(())
-        }
-        "usage" => {
-            first_time(&mut seen, 4)?;
-            out.usage = s.nullable(usage)?;
-            Some(())
-        }
+        "choices" => s
+            .once(&mut seen, 2, |s| s.nullable(|s| list(s, choice)))
+            .map(|v| out.choices = v),
+        "usage" => s
+            .once(&mut seen, 4, |s| s.nullable(usage))
+            .map(|v| out.usage = v),
         _ => s.skip(),
     })?;
     s.end()?;
@@ -133,16 +129,12 @@ fn choice<'a>(s: &mut Scan<'a>) -> Option<Choice<'a>> {
     let mut c = Choice::default();
     let mut seen = 0;
     s.object(|s, key| match key {
-        "finish_reason" => {
-            first_time(&mut seen, 1)?;
-            c.finish_reason = s.nullable(Scan::string)?;
-            Some(())
-        }
-        "delta" => {
-            first_time(&mut seen, 2)?;
-            c.delta = s.nullable(delta)?;
-            Some(())
-        }
+        "finish_reason" => s
+            .once(&mut seen, 1, |s| s.nullable(Scan::string))
+            .map(|v| c.finish_reason = v),
+        "delta" => s
+            .once(&mut seen, 2, |s| s.nullable(delta))
+            .map(|v| c.delta = v),
         _ => s.skip(),
     })?;
     Some(c)
@@ -152,21 +144,15 @@ fn delta<'a>(s: &mut Scan<'a>) -> Option<Delta<'a>> {
     let mut d = Delta::default();
     let mut seen = 0;
     s.object(|s, key| match key {
-        "content" => {
-            first_time(&mut seen, 1)?;
-            d.content = s.nullable(Scan::string)?;
-            Some(())
-        }
-        "refusal" => {
-            first_time(&mut seen, 2)?;
-            d.refusal = s.nullable(Scan::string)?;
-            Some(())
-        }
-        "tool_calls" => {
-            first_time(&mut seen, 4)?;
-            d.tool_arguments = s.nullable(|s| list(s, tool_call))?;
-            Some(())
-        }
+        "content" => s
+            .once(&mut seen, 1, |s| s.nullable(Scan::string))
+            .map(|v| d.content = v),
+        "refusal" => s
+            .once(&mut seen, 2, |s| s.nullable(Scan::string))
+            .map(|v| d.refusal = v),
+        "tool_calls" => s
+            .once(&mut seen, 4, |s| s.nullable(|s| list(s, tool_call)))
+            .map(|v| d.tool_arguments = v),
         _ => s.skip(),
     })?;
     Some(d)
@@ -177,11 +163,9 @@ fn tool_call<'a>(s: &mut Scan<'a>) -> Option<Option<Cow<'a, str>>> {
     let mut arguments = None;
     let mut seen = 0;
     s.object(|s, key| match key {
-        "function" => {
-            first_time(&mut seen, 1)?;
-            arguments = s.nullable(function)?.flatten();
-            Some(())
-        }
+        "function" => s
+            .once(&mut seen, 1, |s| s.nullable(function))
+            .map(|v| arguments = v.flatten()),
         _ => s.skip(),
     })?;
     Some(arguments)
@@ -191,11 +175,9 @@ fn function<'a>(s: &mut Scan<'a>) -> Option<Option<Cow<'a, str>>> {
     let mut arguments = None;
     let mut seen = 0;
     s.object(|s, key| match key {
-        "arguments" => {
-            first_time(&mut seen, 1)?;
-            arguments = s.nullable(Scan::string)?;
-            Some(())
-        }
+        "arguments" => s
+            .once(&mut seen, 1, |s| s.nullable(Scan::string))
+            .map(|v| arguments = v),
         _ => s.skip(),
     })?;
     Some(arguments)
@@ -205,35 +187,26 @@ fn usage(s: &mut Scan<'_>) -> Option<UsageSkim> {
     let mut u = UsageSkim::default();
     let mut seen = 0;
     s.object(|s, key| match key {
-        "prompt_tokens" => {
-            first_time(&mut seen, 1)?;
-            u.prompt_tokens = s.nullable(Scan::u64)?;
-            Some(())
-        }
-        "completion_tokens" => {
-            first_time(&mut seen, 2)?;
-            u.completion_tokens = s.nullable(Scan::u64)?;
-            Some(())
-        }
+        "prompt_tokens" => s
+            .once(&mut seen, 1, |s| s.nullable(Scan::u64))
+            .map(|v| u.prompt_tokens = v),
+        "completion_tokens" => s
+            .once(&mut seen, 2, |s| s.nullable(Scan::u64))
+            .map(|v| u.completion_tokens = v),
         "prompt_tokens_details" => {
-            first_time(&mut seen, 4)?;
-            s.nullable(|s| {
+            let details = |s: &mut Scan<'_>| {
                 let mut inner = 0;
                 s.object(|s, key| match key {
-                    "cached_tokens" => {
-                        first_time(&mut inner, 1)?;
-                        u.cached_tokens = s.nullable(Scan::u64)?;
-                        Some(())
-                    }
-                    "cache_write_tokens" => {
-                        first_time(&mut inner, 2)?;
-                        u.cache_write_tokens = s.nullable(Scan::u64)?;
-                        Some(())
-                    }
+                    "cached_tokens" => s
+                        .once(&mut inner, 1, |s| s.nullable(Scan::u64))
+                        .map(|v| u.cached_tokens = v),
+                    "cache_write_tokens" => s
+                        .once(&mut inner, 2, |s| s.nullable(Scan::u64))
+                        .map(|v| u.cache_write_tokens = v),
                     _ => s.skip(),
                 })
-            })?;
-            Some(())
+            };
+            s.once(&mut seen, 4, |s| s.nullable(details)).map(drop)
         }
         _ => s.skip(),
     })?;
