@@ -176,3 +176,151 @@ async fn metrics_count_requests_tokens_reloads_and_need_the_admin_token() {
     }
     g.stop().await;
 }
+
+// ---- Keep-alive after a refusal ----
+
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A closed gateway that knows `tg-known` and takes bodies of up to 4 KiB.
+async fn small_bodies() -> DirGateway {
+    let routes = |r: String| closed(r).replace("[server]\n", "[server]\nmax_body_bytes = 4096\n");
+    DirGateway::start(
+        "auth-keepalive",
+        routes,
+        &[("team", &team_budget("tg-known"))],
+    )
+    .await
+}
+
+/// Reads until the server closes the connection (or `limit` passes); returns what came.
+async fn read_to_close(s: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    r.ok().map(|_| String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Reads one response with a `content-length` body; returns its head and body.
+async fn read_response(s: &mut TcpStream) -> (String, String) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut byte))
+            .await
+            .expect("a response head within 10 s")
+            .unwrap();
+        assert_eq!(n, 1, "closed mid-head: {}", String::from_utf8_lossy(&buf));
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap().to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .expect("content-length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    (head, String::from_utf8(body).unwrap())
+}
+
+fn post(path: &str, extra: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{extra}\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_before_the_body_is_read_keep_the_connection_open() {
+    let g = small_bodies().await;
+    let mut s = TcpStream::connect(g.gw.addr).await.unwrap();
+    let body = json!({"model": "gpt-4o-mini", "messages": user("hi")}).to_string();
+    // A wrong key is refused before the body is read; the body is drained, not left to be
+    // read as the next request, and the connection stays open.
+    let bad_key = post(
+        "/v1/chat/completions",
+        "authorization: Bearer tg-unknown\r\n",
+        &body,
+    );
+    s.write_all(bad_key.as_bytes()).await.unwrap();
+    let (head, err) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("connection: keep-alive"), "{head}");
+    assert!(err.contains("invalid_api_key"), "{err}");
+    // So is an unknown path with a body.
+    s.write_all(post("/v1/nothing-here", "", &body).as_bytes())
+        .await
+        .unwrap();
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    assert!(head.contains("connection: keep-alive"), "{head}");
+    // The same connection then serves a real request.
+    s.write_all(
+        post(
+            "/v1/chat/completions",
+            "authorization: Bearer tg-known\r\n",
+            &body,
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (head, reply) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(reply.contains("chat.completion"), "{reply}");
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_before_an_oversized_or_unsized_body_close_the_connection() {
+    let g = small_bodies().await;
+    let big = format!("{{\"model\":\"{}\"}}", "x".repeat(5000));
+    let chunked = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n\
+                   authorization: Bearer tg-unknown\r\ntransfer-encoding: chunked\r\n\r\n\
+                   2\r\n{}\r\n0\r\n\r\n";
+    let cases = [
+        (
+            post(
+                "/v1/chat/completions",
+                "authorization: Bearer tg-known\r\n",
+                &big,
+            ),
+            "413",
+        ),
+        (
+            post(
+                "/v1/chat/completions",
+                "authorization: Bearer tg-unknown\r\n",
+                &big,
+            ),
+            "401",
+        ),
+        (chunked.to_string(), "401"),
+    ];
+    for (request, status) in cases {
+        let mut s = TcpStream::connect(g.gw.addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let text = read_to_close(&mut s, Duration::from_secs(10))
+            .await
+            .expect("the connection is closed");
+        assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{text}");
+        assert!(
+            text.to_ascii_lowercase().contains("connection: close"),
+            "{text}"
+        );
+    }
+    g.stop().await;
+}

@@ -162,6 +162,10 @@ impl Gateway {
             }
             Err(e) => {
                 ctx.status = e.status();
+                // A refusal before the body was read (a wrong key, an unknown path) keeps
+                // the connection when the body is small enough to read and drop.
+                let s = &config.server;
+                respond::drain_unread_body(session, s.max_body_bytes, s.client_body_timeout).await;
                 let mut h = headers;
                 h.extend(ctx.rate_headers.iter().cloned());
                 if !ctx.attempts.is_empty() {

@@ -1,5 +1,7 @@
 //! Writing complete responses (JSON bodies and OpenAI-shaped errors) to the client.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -71,4 +73,34 @@ pub async fn error(
         _ => {}
     }
     json(session, err.status(), err.body(), &extra).await
+}
+
+/// Called before an error answers a request whose body has not been read (a wrong key, an
+/// unknown path): reads and discards the body, for at most `within`, when it has a declared
+/// length within `limit`, so the connection can serve the next request. Otherwise (an
+/// unknown length, a body over the limit, `Expect: 100-continue`, whose client may never
+/// send the body, or a drain that fails) the response says `connection: close`, as Pingora
+/// does by default for a response sent before the body was read.
+pub async fn drain_unread_body(session: &mut Session, limit: usize, within: Duration) {
+    let declared = {
+        let h = &session.req_header().headers;
+        if h.contains_key(http::header::EXPECT) {
+            return;
+        }
+        h.get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let downstream = session.as_downstream_mut();
+    // Already closing (HTTP/1.0, or a body that timed out), finished, or too large.
+    if downstream.get_keepalive().is_none()
+        || downstream.is_body_done()
+        || declared.is_none_or(|n| n > limit)
+    {
+        return;
+    }
+    match tokio::time::timeout(within, downstream.drain_request_body()).await {
+        Ok(Ok(())) => {}
+        _ => session.set_keepalive(None),
+    }
 }
