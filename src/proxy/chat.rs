@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
+use serde::Deserialize;
 
 use super::chain;
 use super::ctx::RequestCtx;
@@ -306,20 +307,31 @@ pub fn parse_request(body: &[u8], limits: &RequestLimits) -> Result<ChatRequest,
             GatewayError::invalid_param(message, deep.field)
         });
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let req: ChatRequest = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            GatewayError::invalid(format!(
-                "We could not parse the JSON body of your request: {inner}."
-            ))
-        } else if path == "." {
-            GatewayError::invalid(format!("Invalid request body: {inner}."))
-        } else {
-            GatewayError::invalid_param(format!("Invalid value for '{path}': {inner}."), path)
+    // Tracking the path costs a wrapper around every value; a valid body does not need it,
+    // so it is only read with the path when the plain read fails (the same input fails the
+    // same way), to name the field in the error.
+    let req = match ChatRequest::deserialize(&mut serde_json::Deserializer::from_slice(body)) {
+        Ok(req) => req,
+        Err(_) => {
+            let de = &mut serde_json::Deserializer::from_slice(body);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if inner.is_syntax() || inner.is_eof() {
+                    GatewayError::invalid(format!(
+                        "We could not parse the JSON body of your request: {inner}."
+                    ))
+                } else if path == "." {
+                    GatewayError::invalid(format!("Invalid request body: {inner}."))
+                } else {
+                    GatewayError::invalid_param(
+                        format!("Invalid value for '{path}': {inner}."),
+                        path,
+                    )
+                }
+            })?
         }
-    })?;
+    };
     if req.messages.is_empty() {
         return Err(GatewayError::invalid_param(
             "'messages' must contain at least one message.",
