@@ -124,7 +124,7 @@ fn billed(model_name: &str, outcome: &StreamOutcome, prompt_tokens: u64) -> Usag
         route_reason: "requested",
         served: Some(m),
         provider: Some(&m.provider),
-        attempts: String::new(),
+        attempts: "",
         attempt_count: 1,
         usage: outcome.usage,
         prompt_tokens,

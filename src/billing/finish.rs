@@ -27,7 +27,7 @@ pub struct Finished<'a> {
     /// The model that answered (its response reached the client), if any.
     pub served: Option<&'a ModelConfig>,
     pub provider: Option<&'a str>,
-    pub attempts: String,
+    pub attempts: &'a str,
     pub attempt_count: u32,
     /// Usage the provider reported.
     pub usage: Option<crate::usage::Usage>,
@@ -111,7 +111,7 @@ impl Billing {
                 route_reason: f.route_reason.to_string(),
                 served_model: f.served.map(|m| m.name.clone()),
                 provider: f.provider.map(str::to_string),
-                attempts: f.attempts.clone(),
+                attempts: f.attempts.to_string(),
                 attempt_count: f.attempt_count,
                 input_tokens: usage.input_tokens,
                 output_tokens: usage.output_tokens,

@@ -148,13 +148,7 @@ pub async fn run(
                 let mut h = base_headers;
                 h.push(("x-tollgate-model", model.name.clone()));
                 h.push(("x-tollgate-provider", provider.name.clone()));
-                h.push((
-                    "x-tollgate-attempts",
-                    all.iter()
-                        .map(AttemptRecord::header_value)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ));
+                h.push(("x-tollgate-attempts", super::ctx::attempts_header(&all)));
                 h
             };
             match exchange::attempt(session, &state.upstreams, plan, headers).await {

@@ -21,15 +21,21 @@ pub struct AttemptRecord {
 }
 
 impl AttemptRecord {
-    /// `model status outcome 12ms`.
-    pub fn header_value(&self) -> String {
-        format!(
-            "{} {} {} {}ms",
-            self.model,
-            self.status,
-            self.outcome,
-            self.latency.as_millis()
-        )
+    /// Appends `model status outcome 12ms` to `out`.
+    fn write_header_value(&self, out: &mut String) {
+        let mut n = itoa::Buffer::new();
+        for part in [
+            &self.model,
+            " ",
+            n.format(self.status),
+            " ",
+            &self.outcome,
+            " ",
+        ] {
+            out.push_str(part);
+        }
+        out.push_str(n.format(self.latency.as_millis()));
+        out.push_str("ms");
     }
 }
 
@@ -99,11 +105,7 @@ impl RequestCtx {
 
     /// The `x-tollgate-attempts` header value: every attempt, in order.
     pub fn attempts_header(&self) -> String {
-        self.attempts
-            .iter()
-            .map(AttemptRecord::header_value)
-            .collect::<Vec<_>>()
-            .join(", ")
+        attempts_header(&self.attempts)
     }
 }
 
@@ -111,6 +113,18 @@ impl Default for RequestCtx {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The `x-tollgate-attempts` header value of `attempts`: `model status outcome 12ms, …`.
+pub fn attempts_header(attempts: &[AttemptRecord]) -> String {
+    let mut out = String::with_capacity(40 * attempts.len());
+    for (i, a) in attempts.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        a.write_header_value(&mut out);
+    }
+    out
 }
 
 /// A random 24-character alphanumeric id.

@@ -185,7 +185,7 @@ impl Gateway {
 
 impl Gateway {
     /// Prices, settles and records a chat request that reached a caller's budget.
-    async fn bill(&self, ctx: &mut RequestCtx) {
+    async fn bill(&self, ctx: &mut RequestCtx, attempts: &str) {
         if ctx.route != "chat_completions" {
             return;
         }
@@ -210,7 +210,7 @@ impl Gateway {
             route_reason: &ctx.route_reason,
             served: served.as_deref(),
             provider: ctx.served_provider.as_deref(),
-            attempts: ctx.attempts_header(),
+            attempts,
             attempt_count: ctx.attempts.len() as u32,
             usage: ctx.usage,
             prompt_tokens: ctx.prompt_tokens,
@@ -345,7 +345,8 @@ impl ProxyHttp for Gateway {
 
     /// One access-log line and the metrics of each request.
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        self.bill(ctx).await;
+        let attempts = ctx.attempts_header();
+        self.bill(ctx, &attempts).await;
         self.record_metrics(ctx);
         let usage = ctx.usage.unwrap_or_default();
         let ttft_ms = ctx.time_to_first_token.map(|d| d.as_millis() as u64);
@@ -356,7 +357,7 @@ impl ProxyHttp for Gateway {
             requested_model = ctx.requested_model.as_deref().unwrap_or(""),
             model = ctx.served_model.as_deref().unwrap_or(""),
             provider = ctx.served_provider.as_deref().unwrap_or(""),
-            attempts = %ctx.attempts_header(),
+            attempts = %attempts,
             stream = ctx.streamed,
             input_tokens = usage.input_tokens,
             output_tokens = usage.output_tokens,
