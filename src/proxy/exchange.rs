@@ -83,7 +83,6 @@ pub async fn attempt(
     let t = &plan.provider.timeouts;
     let deadline = started + t.total;
     let peer = upstreams.peer(plan.provider).await?;
-    let req_header = request_header(&plan)?;
 
     // A pooled connection may have been closed by the provider while idle; a write or
     // header read that fails on a reused connection is retried on another one.
@@ -96,7 +95,9 @@ pub async fn attempt(
             .map_err(|_| timeout_err(kind, "connect"))?
             .map_err(|e| connect_err(kind, &e))?;
         up = s;
-        match send(&mut up, req_header.clone(), plan.request.body.clone()).await {
+        // Built per try: a retry is rare, and `send` consumes the header.
+        let req_header = request_header(&plan)?;
+        match send(&mut up, req_header, plan.request.body.clone()).await {
             Ok(()) => {}
             Err(_) if reused && tries < 3 => continue,
             Err(e) => return Err(connect_err(kind, &e).into()),
@@ -118,14 +119,16 @@ pub async fn attempt(
         return Err(GatewayError::Internal("upstream header missing".into()).into());
     };
     let status = resp.status.as_u16();
-    let upstream_headers = resp.headers.clone();
-    let content_type = upstream_headers
+    let content_type = resp
+        .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
 
     if !(200..300).contains(&status) {
+        // Kept for the adapter's error reading (`Retry-After`, request ids).
+        let upstream_headers = resp.headers.clone();
         let body = read_whole(session, &mut up, t.idle, deadline, kind)
             .await
             .unwrap_or_default();
