@@ -412,3 +412,109 @@ async fn broken_streams_end_with_an_error_event_a_ledger_row_and_no_open_upstrea
     ));
     g.stop().await;
 }
+
+/// A provider that answers the first request on each connection and, like a server whose
+/// keep-alive timer fired just as the connection was reused, closes the connection without
+/// an answer when a second request arrives on it. Returns its address and a count of the
+/// connections it accepted.
+async fn closes_reused_connections() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                for served in 0.. {
+                    // Read one request: the head, then content-length bytes of body.
+                    let (head_end, len) = loop {
+                        let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len = text[..end]
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .map_or(0, |v| v.trim().parse().unwrap());
+                            if buf.len() >= end + 4 + len {
+                                break (end + 4, len);
+                            }
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    buf.drain(..head_end + len);
+                    if served > 0 {
+                        return; // closes without answering
+                    }
+                    let body = json!({
+                        "id": "chatcmpl-1", "object": "chat.completion", "created": 1,
+                        "model": "gpt-4o-mini-2024-07-18",
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": "pong"}}],
+                        "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}
+                    })
+                    .to_string();
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if s.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_the_provider_closed_is_retried_on_a_new_one() {
+    let (addr, accepted) = closes_reused_connections().await;
+    let (_openai, mistral) = common::start_sims().await;
+    let src = common::routes(
+        &format!("http://{addr}"),
+        &mistral.base_url(),
+        "",
+        "",
+        common::TIMEOUTS,
+    );
+    let mut config = tollgate::config::Config::parse(&src, "test-routes.toml").unwrap();
+    config.auth.accept_any_key = true;
+    let state = tollgate::proxy::GatewayState::new(config, common::credentials());
+    let gw = tokio::task::spawn_blocking(move || tollgate::server::RunningGateway::start(state, 2))
+        .await
+        .unwrap()
+        .expect("gateway starts");
+    let client = reqwest::Client::new();
+    for i in 1..=3 {
+        let resp = client
+            .post(format!("{}/v1/chat/completions", gw.base_url()))
+            .json(&json!({"model": "gpt-4o-mini", "messages": user("ping")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        // The dead connection is not an attempt of its own: no fallback, no retry delay.
+        let attempts = resp.headers()["x-tollgate-attempts"].to_str().unwrap();
+        assert!(attempts.starts_with("gpt-4o-mini 200 ok"), "{attempts}");
+        assert!(!attempts.contains(','), "{attempts}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["choices"][0]["message"]["content"], "pong");
+        // Request 1 opened a connection; each later one found the pooled connection
+        // closed and opened a new one.
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), i);
+    }
+    tokio::task::spawn_blocking(move || gw.stop())
+        .await
+        .unwrap();
+}
