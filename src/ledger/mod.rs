@@ -197,7 +197,9 @@ impl Ledger {
             tracing::error!(request_id = %rec.id, "Ledger writer stopped; record not written.");
             return;
         }
-        if queued % self.inner.max_batch == 0 {
+        // The writer inserts into its open batch when woken (every `SLICE` records) and
+        // commits a full one.
+        if queued % writer::SLICE == 0 || queued % self.inner.max_batch == 0 {
             self.inner.writer_thread.unpark();
         }
     }

@@ -4,8 +4,11 @@
 //! A batch is committed when `max_batch` records wait, when `flush_interval` has passed since
 //! its first record, on [`Msg::Flush`] and on [`Msg::Close`]. While a batch is open the
 //! thread sleeps parked rather than on the channel, so a record costs its sender a queue
-//! push and no wake-up; senders unpark it for a flush, a close and every `max_batch`-th
-//! record. A failed commit keeps the
+//! push and no wake-up; senders unpark it for a flush, a close and every
+//! [`SLICE`]-th record. Each time it wakes, the thread inserts what has arrived into the
+//! batch's open transaction, so the work of a batch is spread over its interval instead of
+//! being done in one burst at the commit, which would hold a core for milliseconds and delay
+//! the requests waiting for it. A failed commit keeps the
 //! records and retries with a doubling delay (capped at [`MAX_RETRY_DELAY`]); only a failure
 //! of the final commit on close loses records, and that is counted and logged.
 
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::record::INSERT;
@@ -25,6 +28,8 @@ use super::{LedgerError, LedgerOptions, LedgerRecord};
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// Attempts at the final commit on close before the batch is given up.
 const CLOSE_ATTEMPTS: u32 = 3;
+/// Senders wake the writer every this many records to insert them into the open batch.
+pub(crate) const SLICE: u64 = 32;
 
 /// What the writer thread receives.
 pub(crate) enum Msg {
@@ -90,6 +95,8 @@ pub(crate) fn spawn(
         opts,
         counters,
         batch: Vec::with_capacity(opts.max_batch),
+        inserted: 0,
+        new_rows: 0,
         due: None,
         failures: 0,
     };
@@ -106,6 +113,10 @@ struct Writer {
     opts: LedgerOptions,
     counters: Arc<Counters>,
     batch: Vec<LedgerRecord>,
+    /// How many records of `batch` are inserted in the open transaction.
+    inserted: usize,
+    /// How many of those were new rows (the others were duplicate ids).
+    new_rows: u64,
     /// When the current batch must be committed (or retried).
     due: Option<Instant>,
     /// Consecutive failed commits.
@@ -129,6 +140,10 @@ impl Writer {
                         if now >= due {
                             let _ = self.commit();
                         } else {
+                            // A failed batch waits for its retry, which inserts it anew.
+                            if self.failures == 0 && self.insert_pending().is_err() {
+                                let _ = self.commit();
+                            }
                             std::thread::park_timeout(due - now);
                         }
                         continue;
@@ -175,15 +190,41 @@ impl Writer {
         }
     }
 
-    /// Commits the batch in one transaction. On failure the records stay and the next
-    /// attempt is scheduled after a doubling delay.
+    /// Inserts the records of the batch not yet inserted, opening its transaction first if
+    /// needed (`BEGIN IMMEDIATE`: the write lock is taken now, not at the first insert).
+    fn insert_pending(&mut self) -> rusqlite::Result<()> {
+        if self.inserted == self.batch.len() {
+            return Ok(());
+        }
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        }
+        let mut stmt = self.conn.prepare_cached(INSERT)?;
+        for rec in &self.batch[self.inserted..] {
+            self.new_rows += u64::from(rec.insert(&mut stmt)?);
+            self.inserted += 1;
+        }
+        Ok(())
+    }
+
+    /// Inserts the rest of the batch and commits its transaction. On failure the
+    /// transaction is rolled back, the records stay, and the next attempt (which inserts
+    /// them all again) is scheduled after a doubling delay.
     fn commit(&mut self) -> Result<(), LedgerError> {
         if self.batch.is_empty() {
             self.due = None;
             return Ok(());
         }
-        match write_batch(&mut self.conn, &self.batch) {
-            Ok(inserted) => {
+        let written = self
+            .insert_pending()
+            .and_then(|()| self.conn.execute_batch("COMMIT"));
+        let inserted = std::mem::take(&mut self.new_rows);
+        self.inserted = 0;
+        if written.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        match written {
+            Ok(()) => {
                 let n = self.batch.len() as u64;
                 let c = &self.counters;
                 c.committed.fetch_add(inserted, Ordering::Relaxed);
@@ -237,18 +278,4 @@ impl Writer {
         }
         outcome
     }
-}
-
-/// Inserts `batch` in one immediate transaction; returns how many rows were new.
-fn write_batch(conn: &mut Connection, batch: &[LedgerRecord]) -> rusqlite::Result<u64> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut inserted = 0;
-    {
-        let mut stmt = tx.prepare_cached(INSERT)?;
-        for rec in batch {
-            inserted += u64::from(rec.insert(&mut stmt)?);
-        }
-    }
-    tx.commit()?;
-    Ok(inserted)
 }

@@ -3,7 +3,7 @@
 use super::*;
 use crate::ledger::*;
 
-fn claim(budget: &str, threshold: u32, key: &str, channels: &[&str]) -> AlertClaim {
+pub(super) fn claim(budget: &str, threshold: u32, key: &str, channels: &[&str]) -> AlertClaim {
     AlertClaim {
         budget: budget.into(),
         day: DAY.into(),

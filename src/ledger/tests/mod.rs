@@ -4,6 +4,7 @@
 
 mod alerts;
 mod queries;
+mod slices;
 mod writing;
 
 use std::path::{Path, PathBuf};

@@ -149,7 +149,7 @@ fn close_commits_queued_records_and_later_ones_are_counted_lost() {
 }
 
 /// Makes every insert into `requests` fail until `allow_inserts` runs.
-fn refuse_inserts(dir: &TempDir) {
+pub(super) fn refuse_inserts(dir: &TempDir) {
     let conn = rusqlite::Connection::open(dir.db()).unwrap();
     conn.execute_batch(
         "CREATE TRIGGER refuse BEFORE INSERT ON requests BEGIN SELECT RAISE(ABORT, 'refused'); END;",
@@ -157,7 +157,7 @@ fn refuse_inserts(dir: &TempDir) {
     .unwrap();
 }
 
-fn allow_inserts(dir: &TempDir) {
+pub(super) fn allow_inserts(dir: &TempDir) {
     let conn = rusqlite::Connection::open(dir.db()).unwrap();
     conn.execute_batch("DROP TRIGGER refuse").unwrap();
 }
