@@ -4,6 +4,7 @@
 mod common;
 
 use common::dir::DirGateway;
+use common::read_to_close;
 use common::user;
 use serde_json::{json, Value};
 use tollgate::budget::keys::{self, KeyHash};
@@ -192,22 +193,6 @@ async fn small_bodies() -> DirGateway {
         &[("team", &team_budget("tg-known"))],
     )
     .await
-}
-
-/// Reads until the server closes the connection (or `limit` passes); returns what came.
-async fn read_to_close(s: &mut TcpStream, limit: Duration) -> Option<String> {
-    let mut out = Vec::new();
-    let r = tokio::time::timeout(limit, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    r.ok().map(|_| String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Reads one response with a `content-length` body; returns its head and body.

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{user, Harness};
+use common::{read_to_close, user, Harness};
 use serde_json::{json, Value};
 
 async fn error_of(resp: reqwest::Response) -> (u16, Value) {
@@ -235,22 +235,6 @@ async fn oversized_headers_are_a_431() {
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Reads until the server closes the connection (or `limit` passes); returns what came.
-async fn read_to_close(s: &mut TcpStream, limit: Duration) -> Option<String> {
-    let mut out = Vec::new();
-    let r = tokio::time::timeout(limit, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    r.ok().map(|_| String::from_utf8_lossy(&out).into_owned())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickled_header_is_cut_off_and_other_clients_are_served() {

@@ -214,3 +214,23 @@ pub fn user(text: &str) -> serde_json::Value {
 pub fn shared<T>(t: T) -> Arc<T> {
     Arc::new(t)
 }
+
+/// Reads until the server closes the connection (or `limit` passes); returns what came.
+pub async fn read_to_close(
+    s: &mut tokio::net::TcpStream,
+    limit: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    r.ok().map(|_| String::from_utf8_lossy(&out).into_owned())
+}
