@@ -11,11 +11,12 @@ use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 
-use pingora::services::background::background_service;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::alerts::deliver::{ClusterClaim, Deliverer, DelivererService};
+use crate::alerts::deliver::{ClusterClaim, Deliverer};
 use crate::providers::auth::Secret;
 use crate::proxy::conn::{ActiveConnections, GuardedApp};
 use crate::proxy::{Gateway, GatewayState};
@@ -93,8 +94,11 @@ fn build(state: Arc<GatewayState>, opts: &ServeOptions, active: Arc<ActiveConnec
             billing.alert_wake.clone(),
         );
         server.add_service(background_service(
-            "alert deliverer",
-            DelivererService(deliverer),
+            "alerts",
+            AlertsService {
+                state: state_for_admin.clone(),
+                deliverer,
+            },
         ));
     }
     if let Some(r) = &opts.reloader {
@@ -105,6 +109,34 @@ fn build(state: Arc<GatewayState>, opts: &ServeOptions, active: Arc<ActiveConnec
         ));
     }
     server
+}
+
+/// How often thresholds crossed without an alert are looked for (besides at start).
+const ALERT_SWEEP: Duration = Duration::from_secs(60);
+
+/// Claims alerts a sweep finds missing (on start, then every [`ALERT_SWEEP`]) and delivers
+/// the outbox, until shutdown.
+struct AlertsService {
+    state: Arc<GatewayState>,
+    deliverer: Deliverer,
+}
+
+#[async_trait]
+impl BackgroundService for AlertsService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let sweeps = async {
+            loop {
+                let budgets: Vec<_> = self.state.config.load().budgets.iter().cloned().collect();
+                let billing = &self.state.billing;
+                billing.sweep_alerts(&budgets, &self.state.metrics).await;
+                tokio::time::sleep(ALERT_SWEEP).await;
+            }
+        };
+        tokio::select! {
+            _ = sweeps => {}
+            _ = self.deliverer.run(shutdown) => {}
+        }
+    }
 }
 
 /// Runs until SIGTERM (graceful: stop accepting, let requests finish within the grace

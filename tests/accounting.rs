@@ -389,6 +389,55 @@ async fn a_restart_rebuilds_spending_from_the_ledger_and_delivers_queued_alerts(
     g.stop().await;
 }
 
+/// A gateway stopped between a request's settle and its alert claims leaves spending past
+/// thresholds that no later settle crosses again; so does a limit lowered below what was
+/// spent. The sweep on start claims them.
+#[tokio::test]
+async fn thresholds_passed_without_an_alert_are_claimed_on_start() {
+    let hook = Webhook::start(0).await;
+    let extra = format!(
+        "policy = \"allow\"\n[alerts]\nwebhooks = [\"{}\"]",
+        hook.url()
+    );
+    let g = DirGateway::start_billed(
+        "acct-sweep",
+        closed,
+        &[("team", &budget("100", &extra))],
+        system(),
+    )
+    .await;
+    let r = g
+        .chat(
+            Some(KEY),
+            json!({"model": "gpt-4o-mini", "messages": user("well under the limit")}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let row = ledger_row(&g, &request_id(&r)).await;
+    assert!(row.cost_nanos > 1_000, "cost {}", row.cost_nanos);
+    // The day's spending is now past every threshold of a $0.000001 limit, and no settle
+    // will cross them again.
+    std::fs::write(
+        g.dir.join("budgets").join("team.toml"),
+        budget("0.000001", &extra),
+    )
+    .unwrap();
+    let g = g.restart(closed, system()).await;
+    let got = hook.wait_accepted(4, Duration::from_secs(30)).await;
+    let mut t: Vec<u64> = got
+        .iter()
+        .map(|b| b["threshold_percent"].as_u64().unwrap())
+        .collect();
+    t.sort();
+    assert_eq!(t, vec![50, 75, 90, 100]);
+    assert_eq!(got[0]["spent_nanodollars"], row.cost_nanos, "{}", got[0]);
+    // A second start finds them claimed and sends nothing again.
+    let g = g.restart(closed, system()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(hook.accepted().len(), 4);
+    g.stop().await;
+}
+
 #[tokio::test]
 async fn the_global_budget_caps_every_caller() {
     let g = DirGateway::start_billed(

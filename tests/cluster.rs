@@ -118,8 +118,28 @@ async fn two_replicas_share_one_budget_exactly_and_alert_once() {
         .collect();
     thresholds.sort();
     assert_eq!(thresholds, reached);
-    a.stop().await;
-    b.stop().await;
+
+    // A restarted replica's sweep finds thresholds crossed that its own ledger has no alert
+    // for, claimed by the other replica: it neither queues nor sends them.
+    let alerts_of = |g: &DirGateway| {
+        let l = g.state.billing.ledger.clone().expect("ledger");
+        l.alerts_list(&day, &day, None).unwrap().len()
+    };
+    let (na, nb) = (alerts_of(&a), alerts_of(&b));
+    assert_eq!(na + nb, reached.len(), "each alert queued by one replica");
+    let (kept, fewer, n) = if na <= nb { (b, a, na) } else { (a, b, nb) };
+    let restarted = fewer
+        .restart(clustered(redis.url(), "fail_open"), clock.clone())
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        alerts_of(&restarted),
+        n,
+        "no alert of the other replica queued"
+    );
+    assert_eq!(hook.accepted().len(), reached.len());
+    kept.stop().await;
+    restarted.stop().await;
 }
 
 /// The shared budget once every request has been settled and recorded: spent must then

@@ -181,16 +181,6 @@ impl Deliverer {
     }
 }
 
-/// Runs a [`Deliverer`] as a Pingora background service.
-pub struct DelivererService(pub Deliverer);
-
-#[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for DelivererService {
-    async fn start(&self, shutdown: ShutdownWatch) {
-        self.0.run(shutdown).await;
-    }
-}
-
 /// A webhook URL without its path (Slack puts its secret there).
 fn redact(url: &str) -> String {
     match url.parse::<http::Uri>() {

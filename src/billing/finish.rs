@@ -8,7 +8,7 @@ use super::{Billing, Hold};
 use crate::alerts::{idempotency_key, AlertFacts};
 use crate::budget::Budget;
 use crate::config::ModelConfig;
-use crate::ledger::{AlertClaim, GroupBy, LedgerRecord};
+use crate::ledger::{AlertClaim, GroupBy, Ledger, LedgerRecord};
 use crate::metrics::Metrics;
 use crate::tokens::Encoding;
 use crate::usage::Usage;
@@ -58,6 +58,24 @@ pub fn billable_usage(f: &Finished<'_>) -> Usage {
     }
 }
 
+/// Thresholds of one budget's day crossed at once, and the spending that crossed them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Crossing<'a> {
+    pub budget: &'a Arc<Budget>,
+    pub day: &'a str,
+    pub thresholds: &'a [u32],
+    pub spent: u64,
+}
+
+/// In cluster mode, whether an alert is queued locally before or after its shared claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Order {
+    /// A settle crossed the threshold: this replica owns it unless a sweep got there first.
+    QueueFirst,
+    /// A sweep found the threshold crossed: any replica's settle may have crossed it.
+    ClaimFirst,
+}
+
 impl Billing {
     /// Prices, settles and records a finished request; returns its usage and cost.
     pub async fn finish(
@@ -86,8 +104,9 @@ impl Billing {
                 let day = r.day().to_string();
                 match self.store.settle(r, cost).await {
                     Ok(s) => {
-                        for t in budget.crossed(s.spent_before, s.spent_after) {
-                            crossed.push((budget.clone(), day.clone(), t, s.spent_after));
+                        let thresholds = budget.crossed(s.spent_before, s.spent_after);
+                        if !thresholds.is_empty() {
+                            crossed.push((budget.clone(), day, thresholds, s.spent_after));
                         }
                         metrics
                             .budget_spent_ratio
@@ -127,98 +146,131 @@ impl Billing {
                 streamed: f.streamed,
             });
         }
-        for (budget, day, t, spent) in crossed {
-            self.alert(&budget, &day, t, spent, metrics).await;
+        for (budget, day, thresholds, spent) in crossed {
+            let crossing = Crossing {
+                budget: &budget,
+                day: &day,
+                thresholds: &thresholds,
+                spent,
+            };
+            self.alert(crossing, Order::QueueFirst, metrics).await;
         }
         (usage, cost)
     }
 
-    /// Claims and queues the alert for `threshold`; logs it when this replica owns it.
-    async fn alert(
-        &self,
-        b: &Arc<Budget>,
-        day: &str,
-        threshold: u32,
-        spent: u64,
-        metrics: &Metrics,
-    ) {
+    /// Claims and queues the alerts of `c.thresholds`; logs each one this replica owns.
+    pub(super) async fn alert(&self, c: Crossing<'_>, order: Order, metrics: &Metrics) {
+        let b = c.budget;
         let Some(ledger) = self.ledger.clone() else {
-            tracing::warn!(budget = %b.name, %day, threshold, "Budget alert (no ledger to queue it).");
+            tracing::warn!(budget = %b.name, day = %c.day, thresholds = ?c.thresholds,
+                "Budget alert (no ledger to queue it).");
             return;
         };
         // Alerts are rare: commit what is queued so the top models include this request.
         let _ = ledger.flush().await;
-        let (budget, d) = (b.name.clone(), day.to_string());
+        let (budget, d) = (b.name.clone(), c.day.to_string());
         let l = ledger.clone();
-        let top = tokio::task::spawn_blocking(move || {
+        let top: Vec<(String, u64)> = tokio::task::spawn_blocking(move || {
             l.spend_grouped(&d, &d, Some(&budget), GroupBy::Model)
         })
         .await
         .ok()
         .and_then(Result::ok)
-        .unwrap_or_default();
-        let facts = AlertFacts {
-            budget: b.name.clone(),
-            day: day.to_string(),
-            timezone: b.timezone_name.clone(),
-            threshold,
-            spent,
-            limit: b.limit_nanos(),
-            top_models: top.into_iter().take(3).map(|(m, c, _)| (m, c)).collect(),
-            dashboard_url: self.dashboard_url.clone(),
-            at: self.clock.now(),
-        };
-        let claim = AlertClaim {
-            budget: b.name.clone(),
-            day: day.to_string(),
-            threshold,
-            idempotency_key: idempotency_key(&b.name, day, threshold),
-            payload_json: facts.payload().to_string(),
-            claimed_at_ms: self.clock.now_ms(),
-            channels: b.webhooks.clone(),
-        };
-        let won: Result<bool, String> = match &self.replica {
-            // Embedded: the unique alert row is the claim.
-            None => {
-                let l = ledger.clone();
-                let c = claim.clone();
-                match tokio::task::spawn_blocking(move || l.claim_alert(&c)).await {
+        .unwrap_or_default()
+        .into_iter()
+        .take(3)
+        .map(|(m, cost, _)| (m, cost))
+        .collect();
+        for &threshold in c.thresholds {
+            let facts = AlertFacts {
+                budget: b.name.clone(),
+                day: c.day.to_string(),
+                timezone: b.timezone_name.clone(),
+                threshold,
+                spent: c.spent,
+                limit: b.limit_nanos(),
+                top_models: top.clone(),
+                dashboard_url: self.dashboard_url.clone(),
+                at: self.clock.now(),
+            };
+            let claim = AlertClaim {
+                budget: b.name.clone(),
+                day: c.day.to_string(),
+                threshold,
+                idempotency_key: idempotency_key(&b.name, c.day, threshold),
+                payload_json: facts.payload().to_string(),
+                claimed_at_ms: self.clock.now_ms(),
+                channels: b.webhooks.clone(),
+            };
+            match self.claim(&ledger, claim, order).await {
+                Ok(true) => {
+                    metrics
+                        .alerts
+                        .with_label_values(&[&b.name, &threshold.to_string()])
+                        .inc();
+                    tracing::warn!(budget = %b.name, day = %c.day, threshold,
+                        alert = %facts.text(), "Budget alert.");
+                    self.alert_wake.notify_one();
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(budget = %b.name, threshold, error = %e,
+                    "Could not claim a budget alert; it is claimed again on the next sweep."),
+            }
+        }
+    }
+
+    /// Claims one alert and queues its deliveries; `Ok(true)` when this replica owns it.
+    async fn claim(
+        &self,
+        ledger: &Ledger,
+        claim: AlertClaim,
+        order: Order,
+    ) -> Result<bool, String> {
+        // Embedded, the unique alert row is the claim; in cluster mode it only queues.
+        let embedded = self.replica.is_none();
+        let queue = |c: AlertClaim| {
+            let l = ledger.clone();
+            async move {
+                let r = tokio::task::spawn_blocking(move || match embedded {
+                    true => l.claim_alert(&c),
+                    false => l.enqueue_alert(&c),
+                })
+                .await;
+                match r {
                     Ok(r) => r.map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 }
             }
-            // Cluster: queue durably first, then claim in the shared store; the deliverer
-            // re-asserts the claim (same token) before sending, so a crash in between only
-            // delays the alert.
-            Some(replica) => {
-                let l = ledger.clone();
-                let c = claim.clone();
-                match tokio::task::spawn_blocking(move || l.enqueue_alert(&c)).await {
-                    Ok(Ok(_)) => {
-                        let token = format!("{replica}:{}", claim.idempotency_key);
-                        self.store
-                            .claim_alert(&b.name, day, threshold, &token)
-                            .await
-                            .map_err(|e| e.to_string())
-                    }
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
         };
-        match won {
-            Ok(true) => {
-                metrics
-                    .alerts
-                    .with_label_values(&[&b.name, &threshold.to_string()])
-                    .inc();
-                tracing::warn!(budget = %b.name, %day, threshold, alert = %facts.text(),
-                    "Budget alert.");
-                self.alert_wake.notify_one();
+        let Some(replica) = &self.replica else {
+            return queue(claim).await;
+        };
+        // Cluster: the claim is a Redis key holding this replica's token; claiming again
+        // with the same token answers true, so either order can be repeated safely.
+        let token = format!("{replica}:{}", claim.idempotency_key);
+        let (budget, day, threshold) = (claim.budget.clone(), claim.day.clone(), claim.threshold);
+        let shared = || async {
+            self.store
+                .claim_alert(&budget, &day, threshold, &token)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match order {
+            // Queue durably, then claim: the deliverer re-asserts the claim before
+            // sending, so a crash in between only delays the alert.
+            Order::QueueFirst => {
+                queue(claim).await?;
+                shared().await
             }
-            Ok(false) => {}
-            Err(e) => tracing::error!(budget = %b.name, threshold, error = %e,
-                "Could not claim a budget alert; the deliverer will retry the claim."),
+            // Claim, then queue: a threshold found crossed by a sweep may be another
+            // replica's, and only its owner should queue it.
+            Order::ClaimFirst => {
+                if !shared().await? {
+                    return Ok(false);
+                }
+                queue(claim).await?;
+                Ok(true)
+            }
         }
     }
 }

@@ -12,6 +12,7 @@
 
 mod finish;
 mod open;
+mod sweep;
 
 use std::sync::Arc;
 
