@@ -18,7 +18,10 @@
 #                base URLs on the simulator (classifier, budgets and SQLite ledger all on)
 #   cluster      the same with [state] backend = "redis", against a private redis-server
 # and prints requests/s, p50/p99 latency and what each adds over `direct`, time to first
-# token of streams, CPU seconds per 1,000 requests and peak RSS of the proxy process.
+# token of streams, CPU seconds per 1,000 requests and peak RSS of the proxy process. For
+# tollgate it also prints its own time per non-streaming request ("own p50/p99", from its
+# tollgate_gateway_overhead_seconds histogram: request time minus upstream waits), which
+# leaves out the loopback hop and the scheduling of the other processes.
 #
 # The `steal` column is the share of CPU time the hypervisor gave to other guests during the
 # cell (from /proc/stat): on a shared VM, cells with steal are slower for reasons outside
@@ -179,8 +182,11 @@ routes_copy() {
 
 # Credentials the simulators accept (any non-empty value).
 export OPENAI_API_KEY=sk-bench ANTHROPIC_API_KEY=sk-ant-bench MISTRAL_API_KEY=bench SNOWFLAKE_PAT=bench
+# The gateway's admin listener serves /metrics, read around each cell for its own time.
+export TOLLGATE_ADMIN_TOKEN=bench
+METRICS=""
 
-# start_gateway NAME BACKEND: tollgate on free ports; sets $PID and $URL.
+# start_gateway NAME BACKEND: tollgate on free ports; sets $PID, $URL and $METRICS.
 start_gateway() {
   local port admin cfg
   port=$(free_ports 2)
@@ -189,6 +195,16 @@ start_gateway() {
   start "$1" "$BIN/tollgate" serve --config "$cfg"
   wait_port "$port" "$1"
   URL="http://127.0.0.1:$port/v1/chat/completions"
+  METRICS="http://127.0.0.1:$admin/metrics"
+}
+
+# scrape FILE: the gateway's metrics now (nothing for targets that have none).
+scrape() {
+  if [ -n "$METRICS" ]; then
+    curl -sf -H "authorization: Bearer $TOLLGATE_ADMIN_TOKEN" "$METRICS" >"$1" || : >"$1"
+  else
+    : >"$1"
+  fi
 }
 
 if [ "$MODE" = instructions ]; then
@@ -224,12 +240,19 @@ cells() {
     [ "$mode" = stream ] && body="$WORK/$model.load.stream.json"
     for c in $CONCURRENCY; do
       threads=$((c < 2 ? 1 : 2))
+      scrape "$WORK/metrics.before"
       t0=$(cpu_ticks "$pid")
       read -r s0 a0 < <(steal_ticks)
       out=$(BODY_FILE=$body AUTHORIZATION=$auth wrk -t"$threads" -c"$c" -d"${DURATION}s" \
         --timeout 10s -s "$HERE/wrk.lua" "$url")
       read -r s1 a1 < <(steal_ticks)
       t1=$(cpu_ticks "$pid")
+      scrape "$WORK/metrics.after"
+      # Time in the gateway itself (its histogram), for non-streaming requests.
+      own="own_p50_us=- own_p99_us=-"
+      if [ "$mode" = plain ] && [ -s "$WORK/metrics.after" ]; then
+        own=$(python3 "$HERE/overhead.py" "$WORK/metrics.before" "$WORK/metrics.after")
+      fi
       steal=$(awk -v s=$((s1 - s0)) -v a=$((a1 - a0)) 'BEGIN {printf "%.1f", a ? 100 * s / a : 0}')
       line=$(grep '^requests=' <<<"$out")
       ttft="ttft_p50_us=- ttft_p99_us=-"
@@ -239,8 +262,8 @@ cells() {
       fi
       cpu=$((t1 - t0))
       hwm=$(status_kib "$pid" VmHWM)
-      echo "target=$target round=$ROUND mode=$mode c=$c $line $ttft cpu_ticks=$cpu hwm_kib=$hwm" \
-        "steal_pct=$steal" | tee -a "$RESULTS"
+      echo "target=$target round=$ROUND mode=$mode c=$c $line $ttft $own cpu_ticks=$cpu" \
+        "hwm_kib=$hwm steal_pct=$steal" | tee -a "$RESULTS"
     done
   done
   # A paced stream (20 ms between upstream events): a chunk held back would show here.
@@ -303,6 +326,7 @@ run_load() {
             tee -a "$RESULTS"
           cells "$target" "$pid" "$URL" auto ""
           stop "$pid"
+          METRICS=""
           if [ -n "$redis_pid" ]; then stop "$redis_pid"; fi
           ;;
         *) echo "unknown target: $target" >&2; exit 2 ;;

@@ -15,9 +15,11 @@ use prometheus::{
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
-/// Gateway overhead buckets in seconds, from 10 µs to 100 ms.
+/// Gateway overhead buckets in seconds, from 10 µs to 100 ms (finer under 250 µs, where
+/// nearly every request falls).
 const OVERHEAD_BUCKETS: &[f64] = &[
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+    0.00001, 0.000025, 0.00005, 0.000075, 0.0001, 0.00015, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.1,
 ];
 
 /// Every metric tollgate exports.

@@ -88,11 +88,12 @@ def main():
     each = f"median of {rounds} rounds, " if rounds > 1 else ""
     print(f"tollgate load benchmark, {datetime.date.today().isoformat()}, "
           f"{os.cpu_count()} cores, {duration} s per cell, {each}loopback; "
-          "added = this target's percentile minus direct's; steal = CPU time taken by the "
+          "added = this target's percentile minus direct's; own = time in tollgate itself "
+          "(its overhead histogram: request time minus upstream waits); steal = CPU time taken by the "
           "hypervisor for other guests")
     print()
     head = ("| target | stream | c | req/s | vs pass-through | p50 | p99 | added p50 | added p99 "
-            "| TTFT p50 | TTFT p99 | added TTFT p50 | proxy CPU s/1k req | peak RSS | errors "
+            "| own p50 | own p99 | TTFT p50 | TTFT p99 | added TTFT p50 | proxy CPU s/1k req | peak RSS | errors "
             "| steal |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
@@ -116,6 +117,7 @@ def main():
             f"{rps:.0f}", ratio, us(r["p50_us"]), us(r["p99_us"]),
             "-" if is_direct else added(r["p50_us"], d.get("p50_us")),
             "-" if is_direct else added(r["p99_us"], d.get("p99_us")),
+            us(r.get("own_p50_us")), us(r.get("own_p99_us")),
             us(r.get("ttft_p50_us")), us(r.get("ttft_p99_us")),
             "-" if is_direct or r["mode"] != "stream"
             else added(r.get("ttft_p50_us"), d.get("ttft_p50_us")),
