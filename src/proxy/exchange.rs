@@ -1,7 +1,9 @@
 //! One upstream attempt, owned end to end: connect (pooled, rustls), send the translated
 //! request, wait for the response header under the first-byte timeout, then either fail
 //! *before anything reached the client* (so the caller may fall back to the next model) or
-//! commit and relay the answer, translating stream chunks as they arrive.
+//! commit and relay the answer, translating stream chunks as they arrive. Stream events
+//! already received are translated together and written in one go; an event is never held
+//! back waiting for the next.
 //!
 //! The client is watched throughout: if it disconnects, the upstream exchange is dropped,
 //! which closes the upstream connection and stops the provider's generation.
@@ -13,6 +15,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession as UpstreamSession;
@@ -31,6 +34,8 @@ use crate::usage::Usage;
 const MAX_WHOLE_BODY: usize = 64 * 1024 * 1024;
 /// How long to wait for an upstream's trailing bytes before giving up on reusing it.
 const DRAIN_WAIT: Duration = Duration::from_millis(50);
+/// Translated stream output gathered from already-received upstream data before a write.
+const COALESCE_BYTES: usize = 64 * 1024;
 
 /// Everything one attempt needs.
 pub struct AttemptPlan<'a> {
@@ -208,14 +213,38 @@ async fn relay_stream(
     };
     let mut stream_error = None;
     loop {
-        let wait = idle.min(remaining(deadline));
-        let next = tokio::select! {
-            biased;
-            _ = client_gone(session) => {
-                d.client_gone = true;
-                break;
+        // Everything the upstream has already sent is translated before writing, so a burst
+        // of events costs one write to the client, not one per event; nothing waits for
+        // data that has not arrived.
+        let buffered = match out.len() {
+            0 => None,
+            n if n >= COALESCE_BYTES => None,
+            _ => up.read_response_body().now_or_never(),
+        };
+        let next = match buffered {
+            Some(r) => Ok(r),
+            None if !out.is_empty() => {
+                d.first_token_after.get_or_insert_with(|| started.elapsed());
+                let written = session
+                    .write_response_body(Some(out.split().freeze()), false)
+                    .await;
+                if written.is_err() {
+                    d.client_gone = true;
+                    break;
+                }
+                continue;
             }
-            r = timeout(wait, up.read_response_body()) => r,
+            None => {
+                let wait = idle.min(remaining(deadline));
+                tokio::select! {
+                    biased;
+                    _ = client_gone(session) => {
+                        d.client_gone = true;
+                        break;
+                    }
+                    r = timeout(wait, up.read_response_body()) => r,
+                }
+            }
         };
         let chunk = match next {
             Err(_) => {
@@ -250,17 +279,6 @@ async fn relay_stream(
             stream_error = Some(GatewayError::from_adapter(kind, e));
             break;
         }
-        if !out.is_empty() {
-            d.first_token_after.get_or_insert_with(|| started.elapsed());
-            if session
-                .write_response_body(Some(out.split().freeze()), false)
-                .await
-                .is_err()
-            {
-                d.client_gone = true;
-                break;
-            }
-        }
         if xl.is_done() {
             break;
         }
@@ -278,6 +296,10 @@ async fn relay_stream(
     if d.client_gone {
         // Dropping `up` closes the upstream connection: the provider stops generating.
         return d;
+    }
+    if !out.is_empty() {
+        // Translated events not written yet go out with the end of the stream.
+        d.first_token_after.get_or_insert_with(|| started.elapsed());
     }
     if let Some(e) = stream_error {
         crate::providers::sse::write_json(&mut out, &e.to_json());
