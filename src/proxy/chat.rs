@@ -379,7 +379,7 @@ async fn read_body(
     limit: usize,
     within: std::time::Duration,
 ) -> Result<Bytes, Option<GatewayError>> {
-    match pingora::time::timeout(within, read_body_unbounded(session, limit)).await {
+    match tokio::time::timeout(within, read_body_unbounded(session, limit)).await {
         Ok(r) => r,
         Err(_) => {
             // The connection cannot be reused with part of a body unread.

@@ -7,10 +7,6 @@
 //!
 //! The client is watched throughout: if it disconnects, the upstream exchange is dropped,
 //! which closes the upstream connection and stops the provider's generation.
-//!
-//! Timeouts here are Pingora's (`pingora::time::timeout`: 10 ms ticks on Pingora's timer
-//! thread) rather than tokio's: arming a tokio timer earlier than every other one wakes the
-//! runtime's driver through its eventfd, which cost two `write(2)` calls per request.
 
 use std::time::{Duration, Instant};
 
@@ -20,8 +16,8 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession as UpstreamSession;
 use pingora::proxy::Session;
-use pingora::time::timeout;
 use pingora::upstreams::peer::HttpPeer;
+use tokio::time::timeout;
 
 use super::respond::{self, HeaderList};
 use super::upstream::Upstreams;

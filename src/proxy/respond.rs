@@ -99,7 +99,7 @@ pub async fn drain_unread_body(session: &mut Session, limit: usize, within: Dura
     {
         return;
     }
-    match pingora::time::timeout(within, downstream.drain_request_body()).await {
+    match tokio::time::timeout(within, downstream.drain_request_body()).await {
         Ok(Ok(())) => {}
         _ => session.set_keepalive(None),
     }
