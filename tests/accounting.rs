@@ -47,6 +47,40 @@ fn tiered(routes: String) -> String {
 
 /// The ledger row of request `id`. A request is recorded just after its response ends,
 /// so the row may take a moment to appear.
+/// Budget lines for a policy that never refuses and alerts to `hook`.
+fn alerting(hook: &Webhook) -> String {
+    format!(
+        "policy = \"allow\"\n[alerts]\nwebhooks = [\"{}\"]",
+        hook.url()
+    )
+}
+
+/// A billed gateway whose `team` budget has `limit` and alerts to `hook`, after one answered
+/// request with `prompt`; returns it with that request's ledger record.
+async fn after_one_request(
+    name: &str,
+    limit: &str,
+    hook: &Webhook,
+    prompt: &str,
+) -> (DirGateway, LedgerRecord) {
+    let g = DirGateway::start_billed(
+        name,
+        closed,
+        &[("team", &budget(limit, &alerting(hook)))],
+        system(),
+    )
+    .await;
+    let r = g
+        .chat(
+            Some(KEY),
+            json!({"model": "gpt-4o-mini", "messages": user(prompt)}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let row = ledger_row(&g, &request_id(&r)).await;
+    (g, row)
+}
+
 async fn ledger_row(g: &DirGateway, id: &str) -> LedgerRecord {
     let ledger = g.state.billing.ledger.clone().expect("ledger open");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -244,10 +278,7 @@ async fn each_threshold_alert_is_delivered_once_after_retries() {
     assert!(one > 0);
     // A fresh budget whose limit is 20 such requests, that never refuses, alerting the hook.
     let limit = tollgate::money::Decimal9(20 * one).to_string();
-    let extra = format!(
-        "policy = \"allow\"\n[alerts]\nwebhooks = [\"{}\"]",
-        hook.url()
-    );
+    let extra = alerting(&hook);
     std::fs::remove_file(g.dir.join("budgets/team.toml")).unwrap();
     std::fs::write(g.dir.join("budgets/ops.toml"), budget(&limit, &extra)).unwrap();
     let v = g.state.config.load().version.clone();
@@ -343,25 +374,7 @@ async fn a_new_day_in_the_budget_time_zone_starts_from_zero() {
 #[tokio::test]
 async fn a_restart_rebuilds_spending_from_the_ledger_and_delivers_queued_alerts() {
     let hook = Webhook::start(usize::MAX).await;
-    let extra = format!(
-        "policy = \"allow\"\n[alerts]\nwebhooks = [\"{}\"]",
-        hook.url()
-    );
-    let g = DirGateway::start_billed(
-        "acct-restart",
-        closed,
-        &[("team", &budget("0.000001", &extra))],
-        system(),
-    )
-    .await;
-    let r = g
-        .chat(
-            Some(KEY),
-            json!({"model": "gpt-4o-mini", "messages": user("over the limit")}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    let row = ledger_row(&g, &request_id(&r)).await;
+    let (g, row) = after_one_request("acct-restart", "0.000001", &hook, "over the limit").await;
     // The webhook refuses: the alerts stay queued.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while hook.deliveries().is_empty() {
@@ -395,31 +408,13 @@ async fn a_restart_rebuilds_spending_from_the_ledger_and_delivers_queued_alerts(
 #[tokio::test]
 async fn thresholds_passed_without_an_alert_are_claimed_on_start() {
     let hook = Webhook::start(0).await;
-    let extra = format!(
-        "policy = \"allow\"\n[alerts]\nwebhooks = [\"{}\"]",
-        hook.url()
-    );
-    let g = DirGateway::start_billed(
-        "acct-sweep",
-        closed,
-        &[("team", &budget("100", &extra))],
-        system(),
-    )
-    .await;
-    let r = g
-        .chat(
-            Some(KEY),
-            json!({"model": "gpt-4o-mini", "messages": user("well under the limit")}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    let row = ledger_row(&g, &request_id(&r)).await;
+    let (g, row) = after_one_request("acct-sweep", "100", &hook, "well under the limit").await;
     assert!(row.cost_nanos > 1_000, "cost {}", row.cost_nanos);
     // The day's spending is now past every threshold of a $0.000001 limit, and no settle
     // will cross them again.
     std::fs::write(
         g.dir.join("budgets").join("team.toml"),
-        budget("0.000001", &extra),
+        budget("0.000001", &alerting(&hook)),
     )
     .unwrap();
     let g = g.restart(closed, system()).await;

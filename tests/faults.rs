@@ -480,29 +480,11 @@ async fn closes_reused_connections() -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pooled_connection_the_provider_closed_is_retried_on_a_new_one() {
     let (addr, accepted) = closes_reused_connections().await;
-    let (_openai, mistral) = common::start_sims().await;
-    let src = common::routes(
-        &format!("http://{addr}"),
-        &mistral.base_url(),
-        "",
-        "",
-        common::TIMEOUTS,
-    );
-    let mut config = tollgate::config::Config::parse(&src, "test-routes.toml").unwrap();
-    config.auth.accept_any_key = true;
-    let state = tollgate::proxy::GatewayState::new(config, common::credentials());
-    let gw = tokio::task::spawn_blocking(move || tollgate::server::RunningGateway::start(state, 2))
-        .await
-        .unwrap()
-        .expect("gateway starts");
-    let client = reqwest::Client::new();
+    let h = Harness::with_openai_at(&format!("http://{addr}")).await;
     for i in 1..=3 {
-        let resp = client
-            .post(format!("{}/v1/chat/completions", gw.base_url()))
-            .json(&json!({"model": "gpt-4o-mini", "messages": user("ping")}))
-            .send()
-            .await
-            .unwrap();
+        let resp = h
+            .chat(json!({"model": "gpt-4o-mini", "messages": user("ping")}))
+            .await;
         assert_eq!(resp.status(), 200, "request {i}");
         // The dead connection is not an attempt of its own: no fallback, no retry delay.
         let attempts = resp.headers()["x-tollgate-attempts"].to_str().unwrap();
@@ -514,7 +496,5 @@ async fn a_pooled_connection_the_provider_closed_is_retried_on_a_new_one() {
         // closed and opened a new one.
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), i);
     }
-    tokio::task::spawn_blocking(move || gw.stop())
-        .await
-        .unwrap();
+    h.stop().await;
 }

@@ -129,25 +129,11 @@ fn http_chunks(mut body: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_that_arrive_together_leave_together() {
     let addr = provider_sending_one_burst().await;
-    let (_openai, mistral) = common::start_sims().await;
-    let src = common::routes(
-        &format!("http://{addr}"),
-        &mistral.base_url(),
-        "",
-        "",
-        common::TIMEOUTS,
-    );
-    let mut config = tollgate::config::Config::parse(&src, "test-routes.toml").unwrap();
-    config.auth.accept_any_key = true;
-    let state = tollgate::proxy::GatewayState::new(config, common::credentials());
-    let gw = tokio::task::spawn_blocking(move || tollgate::server::RunningGateway::start(state, 2))
-        .await
-        .unwrap()
-        .expect("gateway starts");
+    let h = Harness::with_openai_at(&format!("http://{addr}")).await;
 
     let body =
         json!({"model": "gpt-4o-mini", "stream": true, "messages": user("count")}).to_string();
-    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
     let req = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: tollgate\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -171,7 +157,5 @@ async fn events_that_arrive_together_leave_together() {
     let events = sse_json(&chunks[0]);
     assert_eq!(common::streamed_text(&events), "one two three");
     assert!(chunks[0].ends_with("data: [DONE]\n\n"), "{}", chunks[0]);
-    tokio::task::spawn_blocking(move || gw.stop())
-        .await
-        .unwrap();
+    h.stop().await;
 }

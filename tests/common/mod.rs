@@ -131,9 +131,19 @@ impl Harness {
 
     /// Like [`Harness::with`], with the providers' `timeouts` table given.
     pub async fn with_timeouts(server: &str, extra: &str, timeouts: &str) -> Harness {
+        Self::build(None, server, extra, timeouts).await
+    }
+
+    /// A harness whose OpenAI provider is the test's own server at `openai_url` (the
+    /// simulator is started but not routed to).
+    pub async fn with_openai_at(openai_url: &str) -> Harness {
+        Self::build(Some(openai_url), "", "", TIMEOUTS).await
+    }
+
+    async fn build(openai_url: Option<&str>, server: &str, extra: &str, timeouts: &str) -> Harness {
         let (openai, mistral) = start_sims().await;
         let src = routes(
-            &openai.base_url(),
+            openai_url.unwrap_or(&openai.base_url()),
             &mistral.base_url(),
             server,
             extra,
