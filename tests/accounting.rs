@@ -47,6 +47,16 @@ fn tiered(routes: String) -> String {
 
 /// The ledger row of request `id`. A request is recorded just after its response ends,
 /// so the row may take a moment to appear.
+/// The thresholds of delivered alert payloads, in order.
+fn thresholds(payloads: &[Value]) -> Vec<u64> {
+    let mut t: Vec<u64> = payloads
+        .iter()
+        .map(|b| b["threshold_percent"].as_u64().unwrap())
+        .collect();
+    t.sort();
+    t
+}
+
 /// Budget lines for a policy that never refuses and alerts to `hook`.
 fn alerting(hook: &Webhook) -> String {
     format!(
@@ -292,12 +302,7 @@ async fn each_threshold_alert_is_delivered_once_after_retries() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let got_again = hook.accepted();
     assert_eq!(got_again.len(), 4, "{got_again:?}");
-    let mut thresholds: Vec<u64> = got
-        .iter()
-        .map(|b| b["threshold_percent"].as_u64().unwrap())
-        .collect();
-    thresholds.sort();
-    assert_eq!(thresholds, vec![50, 75, 90, 100]);
+    assert_eq!(thresholds(&got), vec![50, 75, 90, 100]);
     for b in &got {
         assert_eq!(b["budget"], "ops");
         assert!(b["text"].as_str().unwrap().contains("budget `ops`"));
@@ -393,12 +398,7 @@ async fn a_restart_rebuilds_spending_from_the_ledger_and_delivers_queued_alerts(
     assert_eq!(snap.spent, row.cost_nanos, "spent rebuilt from the ledger");
     hook.accept_all();
     let got = hook.wait_accepted(4, Duration::from_secs(60)).await;
-    let mut t: Vec<u64> = got
-        .iter()
-        .map(|b| b["threshold_percent"].as_u64().unwrap())
-        .collect();
-    t.sort();
-    assert_eq!(t, vec![50, 75, 90, 100]);
+    assert_eq!(thresholds(&got), vec![50, 75, 90, 100]);
     g.stop().await;
 }
 
@@ -419,12 +419,7 @@ async fn thresholds_passed_without_an_alert_are_claimed_on_start() {
     .unwrap();
     let g = g.restart(closed, system()).await;
     let got = hook.wait_accepted(4, Duration::from_secs(30)).await;
-    let mut t: Vec<u64> = got
-        .iter()
-        .map(|b| b["threshold_percent"].as_u64().unwrap())
-        .collect();
-    t.sort();
-    assert_eq!(t, vec![50, 75, 90, 100]);
+    assert_eq!(thresholds(&got), vec![50, 75, 90, 100]);
     assert_eq!(got[0]["spent_nanodollars"], row.cost_nanos, "{}", got[0]);
     // A second start finds them claimed and sends nothing again.
     let g = g.restart(closed, system()).await;

@@ -13,13 +13,12 @@ use crate::metrics::Metrics;
 
 impl Billing {
     /// Claims the alerts of every threshold that today's spending of `budgets` has crossed
-    /// and that this ledger holds no alert for. Returns the thresholds it found missing.
-    pub async fn sweep_alerts(&self, budgets: &[Arc<Budget>], metrics: &Metrics) -> usize {
+    /// and that this ledger holds no alert for.
+    pub async fn sweep_alerts(&self, budgets: &[Arc<Budget>], metrics: &Metrics) {
         let Some(ledger) = self.ledger.clone() else {
-            return 0;
+            return;
         };
         let now = self.clock.now();
-        let mut found = 0;
         for b in budgets {
             let day = b.day_at(now);
             let Ok(snap) = self.store.snapshot(&b.name, &day).await else {
@@ -48,7 +47,6 @@ impl Billing {
             if missing.is_empty() {
                 continue;
             }
-            found += missing.len();
             tracing::info!(budget = %b.name, %day, thresholds = ?missing,
                 "Spending is past thresholds with no alert here; claiming them.");
             let crossing = Crossing {
@@ -59,6 +57,5 @@ impl Billing {
             };
             self.alert(crossing, Order::ClaimFirst, metrics).await;
         }
-        found
     }
 }
