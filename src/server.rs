@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
-
-use pingora::server::ShutdownWatch;
+use pingora::server::{
+    ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
+};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
