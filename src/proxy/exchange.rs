@@ -212,10 +212,10 @@ async fn relay_stream(
         // Everything the upstream has already sent is translated before writing, so a burst
         // of events costs one write to the client, not one per event; nothing waits for
         // data that has not arrived.
-        let buffered = match out.len() {
-            0 => None,
-            n if n >= COALESCE_BYTES => None,
-            _ => up.read_response_body().now_or_never(),
+        let buffered = if (1..COALESCE_BYTES).contains(&out.len()) {
+            up.read_response_body().now_or_never()
+        } else {
+            None
         };
         let next = match buffered {
             Some(r) => Ok(r),
