@@ -26,7 +26,9 @@
 # The `steal` column is the share of CPU time the hypervisor gave to other guests during the
 # cell (from /proc/stat): on a shared VM, cells with steal are slower for reasons outside
 # the machine. ROUNDS=N runs every target N times, in turn, and prints the median of each
-# figure, so a noisy minute does not decide a comparison.
+# figure, so a noisy minute does not decide a comparison; "vs pass-through" is then the
+# median of the per-round ratios to the pass-through (each ratio pairs two cells taken
+# minutes apart at most, so the machine's drift between rounds cancels out of it).
 #
 # Settings (environment): DURATION seconds per cell (5), TTFT_DURATION seconds of the
 # streaming probe per cell (3), CONCURRENCY ("1 32 256"), TARGETS ("direct passthrough

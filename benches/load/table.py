@@ -47,6 +47,19 @@ def added(v, base):
     return f"{sign}{d / 1000:.2f} ms" if d >= 10000 else f"{sign}{d:.0f} µs"
 
 
+def pass_ratios(rows):
+    """Adds each row's requests/s as a percentage of the pass-through's in the same round and
+    cell ("vs_pass"): targets run in turn, so two figures of one round were taken minutes
+    apart at most, and the machine's drift between rounds cancels out of their ratio."""
+    base = {(r["mode"], r["c"], r.get("round")): num(r.get("rps"))
+            for r in rows if r["target"] == "passthrough"}
+    for r in rows:
+        p = base.get((r["mode"], r["c"], r.get("round")))
+        if (r["target"] not in ("direct", "passthrough") and r["mode"] in ("plain", "stream")
+                and p and num(r.get("rps")) is not None):
+            r["vs_pass"] = str(100 * num(r["rps"]) / p)
+
+
 def median_rows(rows, ticks):
     """One row per (target, mode, c): the median of each figure over the rounds (errors
     summed, peak RSS the highest). CPU is turned into seconds per 1,000 requests first."""
@@ -78,11 +91,11 @@ def main():
     raw, notes = parse(sys.argv[1])
     ticks = float(sys.argv[2])
     duration = sys.argv[3]
+    pass_ratios(raw)
     rows = median_rows(raw, ticks)
     rounds = max((int(r["rounds"]) for r in rows), default=1)
     key = lambda r: (r["mode"], r["c"])
     direct = {key(r): r for r in rows if r["target"] == "direct"}
-    passthrough = {key(r): r for r in rows if r["target"] == "passthrough"}
 
     print()
     each = f"median of {rounds} rounds, " if rounds > 1 else ""
@@ -101,11 +114,10 @@ def main():
         if r["mode"] not in ("plain", "stream"):
             continue
         d = direct.get(key(r), {})
-        p = passthrough.get(key(r), {})
         rps = num(r.get("rps"))
         ratio = "-"
-        if r["target"] not in ("direct", "passthrough") and num(p.get("rps")):
-            ratio = f"{100 * rps / num(p['rps']):.0f}%"
+        if num(r.get("vs_pass")) is not None:
+            ratio = f"{num(r['vs_pass']):.0f}%"
         cpu = "-"
         if r["target"] != "direct" and num(r.get("cpu_per_k")) is not None:
             cpu = f"{num(r['cpu_per_k']):.3f}"
@@ -123,6 +135,17 @@ def main():
             else added(r.get("ttft_p50_us"), d.get("ttft_p50_us")),
             cpu, rss, f"{num(r['errors']):.0f}", steal,
         ]) + " |")
+
+    if rounds > 1:
+        per_round = {}
+        for r in raw:
+            if num(r.get("vs_pass")) is not None:
+                k = (r["target"], "streams" if r["mode"] == "stream" else "requests", r["c"])
+                per_round.setdefault(k, []).append(f"{num(r['vs_pass']):.0f}")
+        if per_round:
+            print()
+            print("vs pass-through: the median of the per-round ratios; per round: " + "; ".join(
+                f"{t} {m} c={c} {', '.join(v)}%" for (t, m, c), v in per_round.items()))
 
     paced = [r for r in rows if r["mode"] == "paced"]
     if paced:
